@@ -1,0 +1,1 @@
+"""An OpenAI-compatible embeddings gateway with a per-input cache."""

@@ -1,0 +1,59 @@
+"""Redis cache: one MGET per batch read, one non-transactional pipeline per batch write."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("gateway.cache")
+
+_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class RedisCache:
+    name = "redis"
+
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int, timeout: float) -> None:
+        self._client = client
+        self._ttl = ttl_seconds
+        self._timeout = timeout
+        self.errors = 0
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                values = await self._client.mget(keys)
+                return values  # type: ignore[return-value]
+        except _FAILURES as exc:
+            self._failed("read", exc)
+            return [None] * len(keys)
+
+    async def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        if not items:
+            return
+        try:
+            async with asyncio.timeout(self._timeout * 4):
+                pipe = self._client.pipeline(transaction=False)
+                for key, value in items:
+                    pipe.set(key, value, ex=self._ttl)
+                await pipe.execute()
+        except _FAILURES as exc:
+            self._failed("write", exc)
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return bool(await self._client.ping())
+        except _FAILURES:
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        self.errors += 1
+        log.warning("cache %s failed: %s", op, type(exc).__name__)

@@ -1,0 +1,74 @@
+"""Each input → canonical bytes for its cache key, an exact (or estimated) token count, and
+the form forwarded upstream.
+
+cl100k models key text by its cl100k token ids, so curl's text and LangChain's token arrays for
+the same text share one entry. Other models key text; token arrays are decoded to text first,
+because their upstreams do not read cl100k ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.errors import InvalidRequest, TokensPerRequestExceeded
+from gateway.keys import TEXT, TOKEN_IDS
+from gateway.protocol import EmbeddingRequest
+from gateway.tokens import Cl100k, TokenIds
+
+MAX_TOKENS_PER_REQUEST = 300_000
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    kind: bytes
+    canonical: list[bytes]
+    counts: list[int]
+    forward: Sequence[str] | Sequence[TokenIds]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.counts)
+
+
+def prepare(request: EmbeddingRequest, tokenizer: Cl100k) -> Prepared:
+    if request.token_input:
+        arrays: Sequence[TokenIds] = request.inputs  # type: ignore[assignment]
+        return _from_token_ids(arrays, request.model.cl100k, tokenizer)
+    texts: Sequence[str] = request.inputs  # type: ignore[assignment]
+    return _from_texts(texts, request.model.cl100k, tokenizer)
+
+
+def _from_token_ids(arrays: Sequence[TokenIds], cl100k: bool, tokenizer: Cl100k) -> Prepared:
+    counts = [len(ids) for ids in arrays]
+    if cl100k:
+        return Prepared(TOKEN_IDS, [ids.tobytes() for ids in arrays], counts, arrays)
+    try:
+        texts = [tokenizer.decode(ids) for ids in arrays]
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid token in prompt: {exc}") from None
+    return Prepared(TEXT, [text.encode() for text in texts], counts, texts)
+
+
+def _from_texts(texts: Sequence[str], cl100k: bool, tokenizer: Cl100k) -> Prepared:
+    encoded = tokenizer.encode_many(texts)
+    counts = [len(ids) for ids in encoded]
+    if cl100k:
+        canonical = [np.array(ids, dtype="<u4").tobytes() for ids in encoded]
+        return Prepared(TOKEN_IDS, canonical, counts, texts)
+    return Prepared(TEXT, [text.encode() for text in texts], counts, texts)
+
+
+def check_token_limits(counts: Sequence[int], max_tokens: int) -> None:
+    """OpenAI's per-input and per-request limits, with OpenAI's messages."""
+    for index, count in enumerate(counts):
+        if count > max_tokens:
+            where = "input" if len(counts) == 1 else f"input[{index}]"
+            raise InvalidRequest(f"Invalid '{where}': maximum input length is {max_tokens} tokens.")
+    total = sum(counts)
+    if total > MAX_TOKENS_PER_REQUEST:
+        raise TokensPerRequestExceeded(
+            f"Requested {total} tokens, max {MAX_TOKENS_PER_REQUEST} tokens per request"
+        )

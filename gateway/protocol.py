@@ -1,0 +1,230 @@
+"""The OpenAI embeddings wire format: request validation and response bodies (pure).
+
+Messages follow OpenAI's own wording (see the contract's section 1.4), because clients match
+substrings such as "array length must be 2048 or less" to split batches and retry.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+
+from gateway.catalog import Catalog, Model
+from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.tokens import MAX_TOKEN_ID, TokenIds
+
+MAX_INPUTS = 2048
+EncodingFormat = Literal["float", "base64"]
+
+_INVALID_INPUT = (
+    "'$.input' is invalid. Please check the API reference: "
+    "https://platform.openai.com/docs/api-reference."
+)
+_NOT_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON.)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    model: Model
+    inputs: Sequence[str] | Sequence[TokenIds]
+    token_input: bool
+    encoding_format: EncodingFormat
+    dimensions: int | None
+    user: str | None
+
+    @property
+    def output_dimensions(self) -> int:
+        return self.dimensions or self.model.dimensions
+
+
+def parse_embedding_request(body: bytes, catalog: Catalog) -> EmbeddingRequest:
+    data = _json_object(body)
+    model = _model(data.get("model"), catalog)
+    inputs, token_input = _inputs(data)
+    return EmbeddingRequest(
+        model=model,
+        inputs=inputs,
+        token_input=token_input,
+        encoding_format=_encoding_format(data.get("encoding_format")),
+        dimensions=_dimensions(data.get("dimensions"), model),
+        user=_user(data.get("user")),
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(_NOT_JSON) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("Invalid request body: expected a JSON object.")
+    return data
+
+
+def _model(value: Any, catalog: Catalog) -> Model:
+    if value is None or value == "":
+        raise InvalidRequest("you must provide a model parameter")
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{_repr(value)} is not of type 'string' - 'model'")
+    model = catalog.get(value)
+    if model is None:
+        raise ModelNotFound(value)
+    return model
+
+
+def _inputs(data: dict[str, Any]) -> tuple[list[str] | list[TokenIds], bool]:
+    if "input" not in data:
+        raise InvalidRequest(
+            "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
+        )
+    raw = data["input"]
+    if isinstance(raw, str):
+        return _texts([raw]), False
+    if not isinstance(raw, list):
+        raise InvalidRequest(_INVALID_INPUT)
+    if not raw:
+        raise InvalidRequest("Invalid 'input': input cannot be an empty array.")
+    first = raw[0]
+    if isinstance(first, int) and not isinstance(first, bool):
+        return [_token_ids(raw)], True
+    _check_count(raw)
+    if isinstance(first, str):
+        return _texts(raw), False
+    if isinstance(first, list):
+        return [_token_ids(item) for item in raw], True
+    raise InvalidRequest(_INVALID_INPUT)
+
+
+def _check_count(items: list[Any]) -> None:
+    if len(items) > MAX_INPUTS:
+        raise InvalidRequest(f"Invalid 'input': array length must be {MAX_INPUTS} or less.")
+
+
+def _texts(items: list[Any]) -> list[str]:
+    for item in items:
+        if type(item) is not str:
+            raise InvalidRequest(_INVALID_INPUT)
+        if not item:
+            raise InvalidRequest("Invalid 'input': input cannot be an empty string.")
+    return items
+
+
+def _token_ids(item: Any) -> TokenIds:
+    if not isinstance(item, list) or not item:
+        raise InvalidRequest(_INVALID_INPUT)
+    try:
+        ids = np.asarray(item)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(_INVALID_INPUT) from None
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise InvalidRequest(_INVALID_INPUT)
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high > MAX_TOKEN_ID:
+        raise InvalidRequest(
+            f"Invalid token in prompt: {low if low < 0 else high}. Minimum value is 0, "
+            f"maximum value is {MAX_TOKEN_ID} (inclusive)."
+        )
+    return ids.astype("<u4")
+
+
+def _encoding_format(value: Any) -> EncodingFormat:
+    if value is None or value == "float":
+        return "float"
+    if value == "base64":
+        return "base64"
+    shown = value if isinstance(value, str) else _repr(value)
+    raise InvalidRequest(
+        f"Invalid value for 'encoding_format' = {shown}. Supported values: ['float', 'base64'].",
+        param="encoding_format",
+        code="invalid_value",
+    )
+
+
+def _dimensions(value: Any, model: Model) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{_repr(value)} is not of type 'integer' - 'dimensions'")
+    if value < 1:
+        raise InvalidRequest(f"{value} is less than the minimum of 1 - 'dimensions'")
+    if not model.supports_dimensions:
+        raise InvalidRequest("This model does not support specifying dimensions.")
+    if value > model.dimensions:
+        raise InvalidRequest(
+            f"Invalid 'dimensions': {value}. Must be less than or equal to {model.dimensions}.",
+            param="dimensions",
+        )
+    return value
+
+
+def _user(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"{_repr(value)} is not of type 'string' - 'user'")
+    return value
+
+
+def _repr(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def embedding_response(
+    model_name: str,
+    vectors: Sequence[bytes | memoryview],
+    dimensions: int,
+    encoding_format: EncodingFormat,
+    prompt_tokens: int,
+) -> bytes:
+    if encoding_format == "base64":
+        embeddings: Sequence[Any] = [base64.b64encode(v).decode("ascii") for v in vectors]
+    else:
+        matrix = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), dimensions)
+        embeddings = list(matrix)
+    data = [
+        {"object": "embedding", "index": index, "embedding": embedding}
+        for index, embedding in enumerate(embeddings)
+    ]
+    body = {
+        "object": "list",
+        "data": data,
+        "model": model_name,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def models_list(catalog: Catalog, created: int) -> bytes:
+    data = [
+        {"id": m.name, "object": "model", "created": created, "owned_by": m.owned_by}
+        for m in catalog
+    ]
+    return orjson.dumps({"object": "list", "data": data})
+
+
+def embedding_models_list(catalog: Catalog, created: int) -> bytes:
+    data = [_embedding_model(m, created) for m in catalog]
+    return orjson.dumps({"object": "list", "data": data})
+
+
+def _embedding_model(model: Model, created: int) -> dict[str, Any]:
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": created,
+        "owned_by": model.owned_by,
+        "name": model.display_name,
+        "description": model.description,
+        "dimensions": model.dimensions,
+        "supports_dimensions": model.supports_dimensions,
+        "max_tokens": model.max_tokens,
+        "pricing": {"per_million_tokens": model.price_per_million, "currency": "USD"},
+    }

@@ -1,0 +1,117 @@
+"""EmbeddingService: the request pipeline, talking only to injected parts.
+
+canonicalise → keys → one cache read → plan (hits, unique misses) → fetch the unique misses
+(coalesced, micro-batched, chunked: see fetch.py) → write new entries in the background →
+merge in input order → derive reduced dimensions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import batching, codec
+from gateway.cache import Cache
+from gateway.canonical import Prepared, check_token_limits, prepare
+from gateway.catalog import Model
+from gateway.fetch import Fetcher, Miss
+from gateway.keys import cache_keys, key_hasher
+from gateway.protocol import EmbeddingRequest
+from gateway.tokens import Cl100k
+
+log = logging.getLogger("gateway.service")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    vectors: list[bytes | memoryview]  # little-endian float32, at the requested dimensions
+    prompt_tokens: int
+    inputs: int
+    hits: int
+    unique_misses: int
+    deduplicated: int
+    upstream_seconds: float
+
+
+class EmbeddingService:
+    def __init__(self, cache: Cache, fetcher: Fetcher, tokenizer: Cl100k, key_prefix: str) -> None:
+        self._cache = cache
+        self._fetcher = fetcher
+        self._tokenizer = tokenizer
+        self._key_prefix = key_prefix
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def embed(self, request: EmbeddingRequest, scope: str = "shared") -> EmbeddingResult:
+        model = request.model
+        prepared = prepare(request, self._tokenizer)
+        check_token_limits(prepared.counts, model.max_tokens)
+        fetch_dimensions = model.fetch_dimensions(request.dimensions)
+        stored_dimensions = fetch_dimensions or model.dimensions
+        hasher = key_hasher(scope, model.cache_id, fetch_dimensions)
+        keys = cache_keys(self._key_prefix, hasher, prepared.kind, prepared.canonical)
+        found = [codec.unpack(v, stored_dimensions) for v in await self._cache.get_many(keys)]
+        batch_plan = batching.plan(keys, found)
+        started = time.perf_counter()
+        fetched = await self._fetch(model, prepared, batch_plan, keys, fetch_dimensions)
+        upstream_seconds = time.perf_counter() - started if fetched else 0.0
+        self._store(keys, batch_plan, fetched, stored_dimensions)
+        entries = batching.merge(found, batch_plan, fetched)
+        vectors = [entry.vector for entry in entries]
+        if request.output_dimensions != stored_dimensions:
+            vectors = list(
+                codec.truncate_normalise(vectors, stored_dimensions, request.output_dimensions)
+            )
+        return EmbeddingResult(
+            vectors=vectors,
+            prompt_tokens=sum(entry.tokens for entry in entries),
+            inputs=len(entries),
+            hits=batch_plan.hits,
+            unique_misses=batch_plan.unique_misses,
+            deduplicated=batch_plan.duplicates,
+            upstream_seconds=upstream_seconds,
+        )
+
+    async def _fetch(
+        self,
+        model: Model,
+        prepared: Prepared,
+        batch_plan: batching.Plan,
+        keys: Sequence[bytes],
+        fetch_dimensions: int | None,
+    ) -> list[codec.Entry]:
+        misses = [
+            Miss(keys[p], prepared.forward[p], prepared.counts[p])
+            for p in batch_plan.fetch_positions
+        ]
+        if not misses:
+            return []
+        return await self._fetcher.fetch(model, fetch_dimensions, misses)
+
+    def _store(
+        self,
+        keys: Sequence[bytes],
+        batch_plan: batching.Plan,
+        fetched: Sequence[codec.Entry],
+        dimensions: int,
+    ) -> None:
+        if not fetched:
+            return
+        items = [
+            (keys[group[0]], codec.pack(entry.vector, dimensions, entry.tokens))
+            for group, entry in zip(batch_plan.groups, fetched, strict=True)
+        ]
+        self._spawn(self._cache.set_many(items))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background cache writes (at shutdown, and in tests)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,220 @@
+"""Typed, frozen settings: parsed from plain data (pure), loaded from YAML with ${ENV} expansion.
+
+Every section is a frozen dataclass; ``parse`` walks its fields by type, so an unknown key or a
+bad value stops startup with a message naming its path, e.g.
+``models.text-embedding-3-small.price_per_million: must be a number >= 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+Check = tuple[Callable[[Any], bool], str]
+
+
+class SettingsError(ValueError):
+    """A configuration problem, with the dotted path of the offending key."""
+
+
+def _check(predicate: Callable[[Any], bool], message: str) -> dict[str, Check]:
+    return {"check": (predicate, message)}
+
+
+POSITIVE_INT = _check(lambda v: v >= 1, "must be an integer >= 1")
+NON_NEGATIVE = _check(lambda v: v >= 0, "must be a number >= 0")
+POSITIVE = _check(lambda v: v > 0, "must be a number > 0")
+PORT = _check(lambda v: 0 <= v <= 65535, "must be a port number (0-65535)")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=8080, metadata=PORT)
+    max_body_bytes: int = field(default=32 * 1024 * 1024, metadata=POSITIVE_INT)
+    shutdown_timeout: float = field(default=30.0, metadata=NON_NEGATIVE)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    redis_url: str = ""
+    ttl_seconds: int = field(default=30 * 24 * 3600, metadata=POSITIVE_INT)
+    memory_max_entries: int = field(default=100_000, metadata=POSITIVE_INT)
+    key_prefix: str = "gw"
+    timeout: float = field(default=0.25, metadata=POSITIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    base_url: str
+    api_key: str = field(default="", repr=False)
+    type: Literal["openai"] = "openai"
+    max_batch: int = field(default=2048, metadata=POSITIVE_INT)
+    max_tokens_per_request: int = field(default=300_000, metadata=POSITIVE_INT)
+    connect_timeout: float = field(default=5.0, metadata=POSITIVE)
+    read_timeout: float = field(default=60.0, metadata=POSITIVE)
+    max_concurrency: int = field(default=64, metadata=POSITIVE_INT)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSettings:
+    provider: str
+    model: str = ""  # the provider's name for the model; empty means the gateway's name
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    dimensions: int = field(metadata=POSITIVE_INT)
+    deployments: tuple[DeploymentSettings, ...]
+    max_tokens: int = field(default=8191, metadata=POSITIVE_INT)
+    price_per_million: float = field(default=0.0, metadata=NON_NEGATIVE)
+    supports_dimensions: bool = False
+    # Serve reduced dimensions as the renormalised prefix of one cached full vector.
+    derive_dimensions: bool = True
+    # cl100k: the model reads cl100k token ids, so text and its ids share a cache entry.
+    tokenizer: Literal["cl100k", "estimate"] = "estimate"
+    cache_id: str = ""
+    owned_by: str = "system"
+    display_name: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    cache: CacheSettings = CacheSettings()
+    providers: dict[str, ProviderSettings] = field(default_factory=dict)
+    models: dict[str, ModelSettings] = field(default_factory=dict)
+
+
+def parse(data: Mapping[str, Any]) -> Settings:
+    settings = _parse_dataclass(Settings, data, "")
+    _check_references(settings)
+    return settings
+
+
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{path}: cannot read configuration: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: the top level must be a mapping")
+    return parse(expand_env(raw, os.environ if environ is None else environ))
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, environ: Mapping[str, str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: environ.get(m[1]) or (m[2] or ""), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, environ) for v in value]
+    return value
+
+
+def _parse_dataclass(cls: type[T], data: Any, path: str) -> T:
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"{path or 'settings'}: must be a mapping")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            raise SettingsError(f"{_join(path, str(key))}: unknown key")
+    values = {}
+    for name, spec in fields.items():
+        if name in data:
+            values[name] = _parse_field(spec, hints[name], data[name], _join(path, name))
+        elif _is_required(spec):
+            raise SettingsError(f"{_join(path, name)}: is required")
+    return cls(**values)
+
+
+def _parse_field(spec: dataclasses.Field[Any], hint: Any, raw: Any, path: str) -> Any:
+    value = _convert(hint, raw, path)
+    check = spec.metadata.get("check")
+    if check is not None and not check[0](value):
+        raise SettingsError(f"{path}: {check[1]}")
+    return value
+
+
+def _convert(hint: Any, raw: Any, path: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _parse_dataclass(hint, raw, path)  # type: ignore[arg-type]
+    if origin is Literal:
+        return _literal(get_args(hint), raw, path)
+    if origin is dict:
+        return _mapping(get_args(hint)[1], raw, path)
+    if origin is tuple:
+        return _sequence(get_args(hint)[0], raw, path)
+    if origin is types.UnionType:
+        return _convert(get_args(hint)[0], raw, path)
+    return _scalar(hint, raw, path)
+
+
+def _literal(choices: tuple[Any, ...], raw: Any, path: str) -> Any:
+    if raw not in choices:
+        raise SettingsError(f"{path}: must be one of {', '.join(map(str, choices))}")
+    return raw
+
+
+def _mapping(value_hint: Any, raw: Any, path: str) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise SettingsError(f"{path}: must be a mapping")
+    return {str(k): _convert(value_hint, v, _join(path, str(k))) for k, v in raw.items()}
+
+
+def _sequence(item_hint: Any, raw: Any, path: str) -> tuple[Any, ...]:
+    if not isinstance(raw, list):
+        raise SettingsError(f"{path}: must be a list")
+    return tuple(_convert(item_hint, v, f"{path}[{i}]") for i, v in enumerate(raw))
+
+
+_SCALAR_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _scalar(hint: type, raw: Any, path: str) -> Any:
+    # Values that came through ${ENV} expansion arrive as text; accept them when they parse.
+    if isinstance(raw, str) and hint is not str:
+        raw = yaml.safe_load(raw) if raw else raw
+    ok = isinstance(raw, hint) and not (hint is not bool and isinstance(raw, bool))
+    if hint is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if not ok:
+        raise SettingsError(f"{path}: must be {_SCALAR_NAMES.get(hint, hint.__name__)}")
+    return raw
+
+
+def _is_required(spec: dataclasses.Field[Any]) -> bool:
+    return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_references(settings: Settings) -> None:
+    for name, model in settings.models.items():
+        if not model.deployments:
+            raise SettingsError(f"models.{name}.deployments: must list at least one deployment")
+        for i, deployment in enumerate(model.deployments):
+            if deployment.provider not in settings.providers:
+                raise SettingsError(
+                    f"models.{name}.deployments[{i}].provider: "
+                    f"unknown provider {deployment.provider!r}"
+                )

@@ -1,0 +1,65 @@
+"""Fixtures: an injected clock, one real redis-server per session, and both limiters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from tests.support.redis_server import RedisServer
+
+
+class FakeClock:
+    """Seconds that only move when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_client(url: str) -> redis.asyncio.Redis:
+    # No client-side retries: a dead server must show up at once, not after backoff.
+    return redis.asyncio.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    client = make_client(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(
+    request: pytest.FixtureRequest, clock: FakeClock, redis_client: redis.asyncio.Redis
+) -> AsyncIterator[Limiter]:
+    if request.param == "memory":
+        yield MemoryLimiter(clock=clock)
+        return
+    backend = RedisLimiter(redis_client, clock=clock, timeout=1.0)
+    yield backend
+    await backend.close()
+    assert backend.fallbacks == 0, "the behaviour suite must have run on Redis"
