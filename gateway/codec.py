@@ -7,6 +7,7 @@ A value whose magic, dimensions or length disagree with what the model expects i
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ def unpack(value: bytes | None, dimensions: int) -> Entry | None:
 
 
 def truncate_normalise(
-    vectors: list[bytes | memoryview], dimensions: int, keep: int
+    vectors: Sequence[bytes | memoryview], dimensions: int, keep: int
 ) -> list[memoryview]:
     """`v[:keep] / ||v[:keep]||` per vector, in float64, returned as float32 bytes."""
     full = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), dimensions)

@@ -18,7 +18,7 @@ from gateway.errors import (
 
 log = logging.getLogger("gateway.http")
 
-REQUEST_ID = web.AppKey("request_id", str)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def error_response(error: GatewayError) -> web.Response:
@@ -45,7 +45,7 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = "req_" + os.urandom(16).hex()
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
     except GatewayError as exc:

@@ -129,7 +129,9 @@ async def test_fail_next_answers_the_given_errors_then_recovers(
     body = {"model": MODEL, "input": "x"}
     status, reply, response = await post(session, upstream, body)
     assert (status, reply["error"]["type"], reply["error"]["code"]) == (
-        429, "rate_limit_error", "rate_limit_exceeded"
+        429,
+        "rate_limit_error",
+        "rate_limit_exceeded",
     )
     assert (response.headers["retry-after"], response.headers["retry-after-ms"]) == ("1", "250")
     status, reply, _ = await post(session, upstream, body)

@@ -41,9 +41,7 @@ MAX_ITEMS: Final = 2048
 MAX_TOKEN_ID: Final = 100257
 HANG_SECONDS: Final = 3600.0
 ROUTES: Final = ("/v1/embeddings", "/api/v1/embeddings")
-BAD_INPUT: Final = (
-    "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
-)
+BAD_INPUT: Final = "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
 
 
 # ---------------------------------------------------------------- vectors (pure)
@@ -94,7 +92,7 @@ class ApiError:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-class InvalidRequest(Exception):  # noqa: N818 - reads better at the raise sites
+class InvalidRequest(Exception):
     def __init__(self, error: ApiError) -> None:
         super().__init__(error.message)
         self.error = error

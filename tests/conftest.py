@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.support.background import BackgroundLoop
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def background() -> Iterator[BackgroundLoop]:
+    with BackgroundLoop() as loop:
+        yield loop
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The cache backend's URL: "" is the in-process cache; the same suite runs on both."""
+    if request.param == "memory":
+        return ""
+    server: RedisServer = request.getfixturevalue("redis_server")
+    redis.Redis.from_url(server.url).flushdb()
+    return server.url
+
+
+@pytest.fixture
+def stack(background: BackgroundLoop, backend: str) -> Iterator[Stack]:
+    gateway = Stack(background, backend)
+    yield gateway
+    gateway.close()

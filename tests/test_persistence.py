@@ -1,0 +1,55 @@
+"""A gateway on a shared Redis keeps its cache across restarts, and a dead Redis costs
+nothing but cache hits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.background import BackgroundLoop
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack
+
+BODY = {"model": "text-embedding-3-small", "input": ["kept", "across", "restarts"]}
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def post(stack: Stack) -> httpx.Response:
+    return httpx.post(f"{stack.base_url}/embeddings", json=BODY, timeout=10)
+
+
+def test_a_restarted_gateway_serves_earlier_inputs_from_redis(
+    background: BackgroundLoop, own_redis: RedisServer
+) -> None:
+    stack = Stack(background, own_redis.url)
+    try:
+        post(stack)
+        stack.restart_gateway()
+        response = post(stack)
+        assert response.headers["x-cache"] == "HIT"
+        assert stack.upstream.inputs_embedded == 3
+    finally:
+        stack.close()
+
+
+def test_requests_succeed_from_upstream_while_redis_is_down(
+    background: BackgroundLoop, own_redis: RedisServer
+) -> None:
+    stack = Stack(background, own_redis.url)
+    try:
+        own_redis.kill()
+        first, second = post(stack), post(stack)
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert second.json() == first.json()
+        assert httpx.get(f"{stack.url}/readyz").status_code == 503
+    finally:
+        stack.close()
