@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from gateway.app import build_app
-from gateway.settings import SettingsError, load
+from gateway.settings import SettingsError, hash_key, load
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,7 +28,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="allow binding a non-loopback address with no API keys configured",
+    )
+    hash_cmd = commands.add_parser(
+        "hash-key", help="print the sha256 to put in auth.keys (a new key when none is given)"
+    )
+    hash_cmd.add_argument("key", nargs="?", help="an existing key (default: generate one)")
     return parser
+
+
+def hash_key_command(args: argparse.Namespace) -> int:
+    key = args.key or "sk-gw-" + secrets.token_urlsafe(32)
+    if not args.key:
+        print(f"key:    {key}")
+    print(f"sha256: {hash_key(key)}")
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _install_uvloop() -> None:
@@ -49,6 +77,13 @@ def serve(args: argparse.Namespace) -> int:
     )
     _install_uvloop()
     host = args.host or settings.server.host
+    if not settings.auth.keys and not _is_loopback(host) and not args.allow_unauthenticated:
+        print(
+            f"refusing to serve {host} with no API keys configured: add auth.keys or "
+            "GATEWAY_API_KEYS, or pass --allow-unauthenticated",
+            file=sys.stderr,
+        )
+        return 2
     port = settings.server.port if args.port is None else args.port
     logging.getLogger("gateway").info("listening on http://%s:%d", host, port)
     web.run_app(
@@ -66,4 +101,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
-    return 2
+    return hash_key_command(args)

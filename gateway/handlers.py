@@ -6,10 +6,12 @@ import time
 
 from aiohttp import web
 
-from gateway import protocol
+from gateway import protocol, quota
+from gateway.auth import KeyRing, check_model, client_ip, parse_networks, presented_key
 from gateway.cache import Cache
 from gateway.catalog import Catalog
-from gateway.service import EmbeddingResult, EmbeddingService
+from gateway.service import Caller, EmbeddingResult, EmbeddingService
+from gateway.settings import AuthSettings
 
 JSON = "application/json"
 
@@ -25,15 +27,35 @@ def cache_headers(result: EmbeddingResult) -> dict[str, str]:
 
 
 class Handlers:
-    def __init__(self, service: EmbeddingService, catalog: Catalog, cache: Cache) -> None:
+    def __init__(
+        self,
+        service: EmbeddingService,
+        catalog: Catalog,
+        cache: Cache,
+        keys: KeyRing,
+        auth: AuthSettings,
+    ) -> None:
         self._service = service
         self._catalog = catalog
         self._cache = cache
+        self._keys = keys
+        self._scope_mode = auth.cache_scope
+        self._trusted = parse_networks(auth.trusted_proxies)
         self._created = int(time.time())
 
+    def _caller(self, request: web.Request) -> Caller:
+        headers = request.headers
+        principal = self._keys.authenticate(
+            presented_key(headers.get("Authorization"), headers.get("x-api-key"))
+        )
+        ip = client_ip(request.remote, headers.get("X-Forwarded-For"), self._trusted)
+        return Caller(principal, ip, principal.cache_scope(self._scope_mode))
+
     async def embeddings(self, request: web.Request) -> web.Response:
+        caller = self._caller(request)
         parsed = protocol.parse_embedding_request(await request.read(), self._catalog)
-        result = await self._service.embed(parsed)
+        check_model(caller.principal, parsed.model.name)
+        result = await self._service.embed(parsed, caller)
         body = protocol.embedding_response(
             parsed.model.name,
             result.vectors,
@@ -41,7 +63,8 @@ class Handlers:
             parsed.encoding_format,
             result.prompt_tokens,
         )
-        return web.Response(body=body, content_type=JSON, headers=cache_headers(result))
+        headers = cache_headers(result) | quota.headers(result.quota)
+        return web.Response(body=body, content_type=JSON, headers=headers)
 
     async def models(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -15,15 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import batching, codec
+from gateway.auth import Principal
 from gateway.cache import Cache
 from gateway.canonical import Prepared, check_token_limits, prepare
 from gateway.catalog import Model
 from gateway.fetch import Fetcher, Miss
 from gateway.keys import cache_keys, key_hasher
 from gateway.protocol import EmbeddingRequest
+from gateway.quota import Quota, TenantLimits
 from gateway.tokens import Cl100k
 
 log = logging.getLogger("gateway.service")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    client_ip: str
+    cache_scope: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,23 +44,35 @@ class EmbeddingResult:
     unique_misses: int
     deduplicated: int
     upstream_seconds: float
+    quota: Quota
 
 
 class EmbeddingService:
-    def __init__(self, cache: Cache, fetcher: Fetcher, tokenizer: Cl100k, key_prefix: str) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        fetcher: Fetcher,
+        limits: TenantLimits,
+        tokenizer: Cl100k,
+        key_prefix: str,
+    ) -> None:
         self._cache = cache
+        self._limits = limits
         self._fetcher = fetcher
         self._tokenizer = tokenizer
         self._key_prefix = key_prefix
         self._background: set[asyncio.Task[None]] = set()
 
-    async def embed(self, request: EmbeddingRequest, scope: str = "shared") -> EmbeddingResult:
+    async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingResult:
         model = request.model
         prepared = prepare(request, self._tokenizer)
         check_token_limits(prepared.counts, model.max_tokens)
+        quota = await self._limits.admit(
+            caller.principal, caller.client_ip, model.name, prepared.total_tokens
+        )
         fetch_dimensions = model.fetch_dimensions(request.dimensions)
         stored_dimensions = fetch_dimensions or model.dimensions
-        hasher = key_hasher(scope, model.cache_id, fetch_dimensions)
+        hasher = key_hasher(caller.cache_scope, model.cache_id, fetch_dimensions)
         keys = cache_keys(self._key_prefix, hasher, prepared.kind, prepared.canonical)
         found = [codec.unpack(v, stored_dimensions) for v in await self._cache.get_many(keys)]
         batch_plan = batching.plan(keys, found)
@@ -73,6 +94,7 @@ class EmbeddingService:
             unique_misses=batch_plan.unique_misses,
             deduplicated=batch_plan.duplicates,
             upstream_seconds=upstream_seconds,
+            quota=quota,
         )
 
     async def _fetch(

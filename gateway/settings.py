@@ -8,6 +8,7 @@ bad value stops startup with a message naming its path, e.g.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import types
@@ -33,6 +34,11 @@ def _check(predicate: Callable[[Any], bool], message: str) -> dict[str, Check]:
 POSITIVE_INT = _check(lambda v: v >= 1, "must be an integer >= 1")
 NON_NEGATIVE = _check(lambda v: v >= 0, "must be a number >= 0")
 POSITIVE = _check(lambda v: v > 0, "must be a number > 0")
+NON_NEGATIVE_OR_NONE = _check(lambda v: v is None or v >= 0, "must be a number >= 0")
+SHA256_HEX = _check(
+    lambda v: re.fullmatch(r"[0-9a-f]{64}", v) is not None,
+    "must be 64 lowercase hex digits (python -m gateway hash-key prints it)",
+)
 PORT = _check(lambda v: 0 <= v <= 65535, "must be a port number (0-65535)")
 
 
@@ -90,9 +96,47 @@ class ModelSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """A token bucket pair; an unset field inherits the default, 0 means unlimited."""
+
+    requests_per_second: float | None = field(default=None, metadata=NON_NEGATIVE_OR_NONE)
+    requests_burst: float | None = field(default=None, metadata=NON_NEGATIVE_OR_NONE)
+    tokens_per_minute: float | None = field(default=None, metadata=NON_NEGATIVE_OR_NONE)
+    tokens_burst: float | None = field(default=None, metadata=NON_NEGATIVE_OR_NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    per_ip: LimitSettings = LimitSettings(requests_per_second=100, requests_burst=100)
+    per_key: LimitSettings = LimitSettings(
+        requests_per_second=100, requests_burst=200, tokens_per_minute=1_000_000
+    )
+    per_model: dict[str, LimitSettings] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySettings:
+    name: str
+    sha256: str = field(repr=False, metadata=SHA256_HEX)  # python -m gateway hash-key
+    team: str = ""
+    models: tuple[str, ...] = ()  # empty: every model
+    limits: LimitSettings = LimitSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    keys: tuple[KeySettings, ...] = ()
+    internal_token: str = field(default="", repr=False)
+    cache_scope: Literal["shared", "team", "key"] = "shared"
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     cache: CacheSettings = CacheSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: RateLimitSettings = RateLimitSettings()
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
     models: dict[str, ModelSettings] = field(default_factory=dict)
 
@@ -104,13 +148,35 @@ def parse(data: Mapping[str, Any]) -> Settings:
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read YAML, expand ${ENV}, parse; then add GATEWAY_API_KEYS / GATEWAY_INTERNAL_TOKEN."""
+    environ = os.environ if environ is None else environ
+    return with_env_keys(parse(expand_env(_read_yaml(path), environ)), environ)
+
+
+def with_env_keys(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    plain = [k.strip() for k in environ.get("GATEWAY_API_KEYS", "").split(",") if k.strip()]
+    keys = tuple(
+        KeySettings(name=f"env-{i}", sha256=hash_key(key)) for i, key in enumerate(plain, 1)
+    )
+    internal = environ.get("GATEWAY_INTERNAL_TOKEN") or settings.auth.internal_token
+    auth = dataclasses.replace(
+        settings.auth, keys=settings.auth.keys + keys, internal_token=internal
+    )
+    return dataclasses.replace(settings, auth=auth)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise SettingsError(f"{path}: cannot read configuration: {exc}") from None
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: the top level must be a mapping")
-    return parse(expand_env(raw, os.environ if environ is None else environ))
+    return raw
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -162,8 +228,8 @@ def _convert(hint: Any, raw: Any, path: str) -> Any:
         return _mapping(get_args(hint)[1], raw, path)
     if origin is tuple:
         return _sequence(get_args(hint)[0], raw, path)
-    if origin is types.UnionType:
-        return _convert(get_args(hint)[0], raw, path)
+    if origin is types.UnionType:  # `X | None`
+        return None if raw is None else _convert(get_args(hint)[0], raw, path)
     return _scalar(hint, raw, path)
 
 
@@ -209,6 +275,14 @@ def _join(path: str, key: str) -> str:
 
 
 def _check_references(settings: Settings) -> None:
+    _check_deployments(settings)
+    names = [key.name for key in settings.auth.keys]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise SettingsError(f"auth.keys[{i}].name: duplicate key name {name!r}")
+
+
+def _check_deployments(settings: Settings) -> None:
     for name, model in settings.models.items():
         if not model.deployments:
             raise SettingsError(f"models.{name}.deployments: must list at least one deployment")

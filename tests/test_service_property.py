@@ -10,12 +10,15 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.auth import ANONYMOUS
 from gateway.cache.memory import MemoryCache
 from gateway.catalog import Catalog, Model
 from gateway.fetch import ChunkedFetcher
 from gateway.protocol import parse_embedding_request
-from gateway.service import EmbeddingService
-from gateway.settings import load
+from gateway.quota import TenantLimits
+from gateway.ratelimit import MemoryLimiter
+from gateway.service import Caller, EmbeddingService
+from gateway.settings import LimitSettings, RateLimitSettings, load
 from gateway.tokens import Cl100k
 from gateway.upstream import Inputs, UpstreamBatch
 from tests.support.fake_upstream import vector_for
@@ -23,6 +26,7 @@ from tests.support.stack import CONFIG
 
 CATALOG = Catalog.from_settings(load(CONFIG, environ={}).models)
 TOKENIZER = Cl100k()
+CALLER = Caller(ANONYMOUS, "127.0.0.1", "shared")
 
 
 class InProcessUpstream:
@@ -45,7 +49,7 @@ def run(service: EmbeddingService, texts: list[str]) -> list[bytes]:
     body = orjson.dumps({"model": "BAAI/bge-m3", "input": texts})
 
     async def embed_and_store() -> list[bytes]:
-        result = await service.embed(parse_embedding_request(body, CATALOG))
+        result = await service.embed(parse_embedding_request(body, CATALOG), CALLER)
         await service.drain()
         return [bytes(v) for v in result.vectors]
 
@@ -53,7 +57,8 @@ def run(service: EmbeddingService, texts: list[str]) -> list[bytes]:
 
 
 def service_with(cache: MemoryCache, upstream: InProcessUpstream) -> EmbeddingService:
-    return EmbeddingService(cache, ChunkedFetcher(upstream), TOKENIZER, "gw")
+    unlimited = TenantLimits(MemoryLimiter(), RateLimitSettings(LimitSettings(), LimitSettings()))
+    return EmbeddingService(cache, ChunkedFetcher(upstream), unlimited, TOKENIZER, "gw")
 
 
 @settings(max_examples=60, deadline=None)
