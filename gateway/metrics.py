@@ -1,0 +1,199 @@
+"""Every gateway metric, on an injected CollectorRegistry (nothing is created at import).
+
+The metric names are a public interface (dashboards, alerts): rename nothing lightly.
+
+Label hygiene keeps series bounded: a model outside ``known_models`` is reported as
+``model="other"``; ``key`` and ``team`` are configured key / team NAMES (never a secret, never a
+client IP); ``route`` is the route pattern, not the raw path; ``provider`` a configured name.
+
+Several workers (``serve --workers N``) use prometheus_client's multiprocess mode, where every
+process writes its values to mmap files in one directory and ``/metrics`` sums the files.
+prometheus_client picks the value class once, when ``prometheus_client.values`` is imported
+(``values.ValueClass`` is ``MultiProcessValue()`` if ``PROMETHEUS_MULTIPROC_DIR`` is set then,
+else ``MutexValue``), and every metric constructor reads ``values.ValueClass`` when it runs.
+That import happens as soon as anything imports ``gateway.metrics`` or ``gateway.app``, i.e.
+before the CLI has parsed ``--workers``. So the rule for the CLI, when workers > 1:
+
+1. create a fresh, empty temporary directory (stale ``*.db`` files would be summed in);
+2. call ``configure_multiprocess(directory)`` BEFORE the first ``Metrics`` is constructed (in
+   ``serve()`` before ``build_app``, and before forking workers). It exports
+   ``PROMETHEUS_MULTIPROC_DIR``, so spawned workers that import prometheus_client afresh choose
+   mmap values themselves, and it switches ``values.ValueClass`` in this process if it was
+   imported earlier, so forked workers inherit mmap values too (they notice the new pid);
+3. call ``mark_worker_dead(pid)`` (``prometheus_client.multiprocess.mark_process_dead``) when a
+   worker exits; remove the directory when the supervisor exits.
+
+``Metrics.render()`` then serves the multiprocess sum by itself (``multiprocess_registry()``);
+with one worker nothing changes and the injected registry is rendered.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+OTHER_MODEL = "other"
+
+# 0.5 ms (a cached request) … 30 s (a slow upstream batch)
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
+)  # fmt: skip
+# 0.1 ms … 1 s (Redis calls sit behind a timeout of about 0.25 s)
+CACHE_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
+)  # fmt: skip
+
+
+def configure_multiprocess(directory: str) -> None:
+    """Make metrics created from now on (here and in child processes) write to ``directory``."""
+    os.environ[MULTIPROC_ENV] = directory
+    if not multiprocess_active():
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def multiprocess_active() -> bool:
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def multiprocess_registry(directory: str | None = None) -> CollectorRegistry:
+    """A registry that sums every process's files (default: ``$PROMETHEUS_MULTIPROC_DIR``)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def mark_worker_dead(pid: int, directory: str | None = None) -> None:
+    """Drop a dead worker's live-gauge files (its counters and histograms stay in the sum)."""
+    mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, known_models: Iterable[str]) -> None:
+        self._known = frozenset(known_models)
+        self._edge_metrics(registry)
+        self._backend_metrics(registry)
+        self._scrape = multiprocess_registry() if multiprocess_active() else registry
+
+    def _edge_metrics(self, registry: CollectorRegistry) -> None:
+        counter = functools.partial(Counter, registry=registry)
+        histogram = functools.partial(Histogram, registry=registry)
+        self._requests = counter(
+            "gateway_requests_total", "HTTP requests answered.", ("route", "model", "status")
+        )
+        self._request_seconds = histogram(
+            "gateway_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ("route", "model"),
+            buckets=LATENCY_BUCKETS,
+        )
+        self._inputs = counter(
+            "gateway_embedding_inputs_total",
+            "Inputs by outcome: hit, miss, coalesced (joined a fetch in flight), deduplicated.",
+            ("model", "result"),
+        )
+        self._tokens = counter(
+            "gateway_tokens_total",
+            "Input tokens served from the cache (hit) or fetched upstream (miss).",
+            ("model", "key", "team", "result"),
+        )
+        self._cost = counter(
+            "gateway_cost_usd_total", "USD spent on upstream calls.", ("model", "key", "team")
+        )
+        self._saved = counter(
+            "gateway_cost_saved_usd_total",
+            "USD that cache hits, deduplication and coalescing avoided spending.",
+            ("model", "key", "team"),
+        )
+        self._rate_limited = counter(
+            "gateway_rate_limited_total", "Requests refused by a rate limit.", ("scope", "key")
+        )
+
+    def _backend_metrics(self, registry: CollectorRegistry) -> None:
+        counter = functools.partial(Counter, registry=registry)
+        histogram = functools.partial(Histogram, registry=registry)
+        self._upstream = counter(
+            "gateway_upstream_requests_total",
+            "Calls to upstream providers.",
+            ("provider", "model", "status"),
+        )
+        self._upstream_seconds = histogram(
+            "gateway_upstream_duration_seconds",
+            "Time an upstream call took.",
+            ("provider", "model"),
+            buckets=LATENCY_BUCKETS,
+        )
+        self._upstream_inputs = counter(
+            "gateway_upstream_inputs_total", "Inputs sent upstream.", ("provider", "model")
+        )
+        self._cache_errors = counter(
+            "gateway_cache_errors_total", "Cache operations that failed.", ("op",)
+        )
+        self._cache_seconds = histogram(
+            "gateway_cache_duration_seconds",
+            "Time a cache operation took.",
+            ("op",),
+            buckets=CACHE_BUCKETS,
+        )
+
+    def model(self, name: str) -> str:
+        """The model's label value: its name if configured, else "other"."""
+        return name if name in self._known else OTHER_MODEL
+
+    def request(self, route: str, model: str, status: int | str, seconds: float) -> None:
+        model = self.model(model)
+        self._requests.labels(route, model, str(status)).inc()
+        self._request_seconds.labels(route, model).observe(seconds)
+
+    def inputs(
+        self, model: str, hits: int, misses: int, coalesced: int = 0, deduplicated: int = 0
+    ) -> None:
+        """One request's inputs; the four results partition them (they sum to the input count):
+        hit (cache), miss (fetched by this request), coalesced (joined a fetch already in flight),
+        deduplicated (a repeat of another input in the same request)."""
+        model = self.model(model)
+        counts = {"hit": hits, "miss": misses, "coalesced": coalesced, "deduplicated": deduplicated}
+        for result, count in counts.items():
+            self._inputs.labels(model, result).inc(count)
+
+    def tokens(self, model: str, key: str, team: str, hit_tokens: int, miss_tokens: int) -> None:
+        model = self.model(model)
+        self._tokens.labels(model, key, team, "hit").inc(hit_tokens)
+        self._tokens.labels(model, key, team, "miss").inc(miss_tokens)
+
+    def cost(self, model: str, key: str, team: str, spent_usd: float, saved_usd: float) -> None:
+        model = self.model(model)
+        self._cost.labels(model, key, team).inc(spent_usd)
+        self._saved.labels(model, key, team).inc(saved_usd)
+
+    def upstream_call(
+        self, provider: str, model: str, status: int | str, seconds: float, inputs: int
+    ) -> None:
+        model = self.model(model)
+        self._upstream.labels(provider, model, str(status)).inc()
+        self._upstream_seconds.labels(provider, model).observe(seconds)
+        self._upstream_inputs.labels(provider, model).inc(inputs)
+
+    def rate_limited(self, scope: str, key: str) -> None:
+        self._rate_limited.labels(scope, key).inc()
+
+    def cache_error(self, op: str) -> None:
+        self._cache_errors.labels(op).inc()
+
+    def cache_duration(self, op: str, seconds: float) -> None:
+        self._cache_seconds.labels(op).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its Content-Type (it carries a charset: set it as a header)."""
+        return generate_latest(self._scrape), CONTENT_TYPE_LATEST
