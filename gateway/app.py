@@ -15,13 +15,15 @@ from gateway.cache import Cache
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache
 from gateway.catalog import Catalog
-from gateway.fetch import ChunkedFetcher
+from gateway.coalesce import CoalescingFetcher
+from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
+from gateway.microbatch import MicroBatchingFetcher
 from gateway.middleware import request_context
 from gateway.quota import TenantLimits
 from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from gateway.service import EmbeddingService
-from gateway.settings import CacheSettings, Settings
+from gateway.settings import CacheSettings, FetchSettings, Settings
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
 from gateway.upstream.openai import OpenAIProvider
@@ -63,6 +65,14 @@ def build_limiter(settings: CacheSettings, client: aioredis.Redis | None) -> Lim
     return RedisLimiter(client, prefix=prefix, fallback=MemoryLimiter(), timeout=settings.timeout)
 
 
+def build_fetcher(settings: FetchSettings, router: Router) -> Fetcher:
+    fetcher: Fetcher = ChunkedFetcher(router)
+    if settings.batch_window_ms > 0:
+        window = settings.batch_window_ms / 1000
+        fetcher = MicroBatchingFetcher(fetcher, window, settings.batch_max_inputs)
+    return CoalescingFetcher(fetcher) if settings.coalesce else fetcher
+
+
 def announce_auth(keys: KeyRing, settings: Settings) -> None:
     if keys.enabled:
         log.info(
@@ -81,7 +91,7 @@ def build_app(settings: Settings) -> web.Application:
         name: OpenAIProvider(name, spec) for name, spec in settings.providers.items()
     }
     limits = TenantLimits(limiter, settings.limits)
-    fetcher = ChunkedFetcher(Router(providers))
+    fetcher = build_fetcher(settings.fetch, Router(providers))
     service = EmbeddingService(cache, fetcher, limits, Cl100k(), settings.cache.key_prefix)
     keys = KeyRing(settings.auth)
     announce_auth(keys, settings)

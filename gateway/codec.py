@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,8 @@ HEADER_SIZE = _HEADER.size
 class Entry:
     vector: bytes | memoryview  # little-endian float32
     tokens: int
+    # Fetched for another request already in flight (coalesced), not by this one.
+    joined: bool = field(default=False, compare=False)
 
 
 def pack(vector: bytes | memoryview, dimensions: int, tokens: int) -> bytes:

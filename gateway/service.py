@@ -37,14 +37,48 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingResult:
+    """What one request got, and what it cost: every input is exactly one of a hit, a miss this
+    request paid for, a duplicate of another input of the request, or coalesced (joined another
+    request's fetch)."""
+
     vectors: list[bytes | memoryview]  # little-endian float32, at the requested dimensions
     prompt_tokens: int
     inputs: int
     hits: int
-    unique_misses: int
+    misses: int
     deduplicated: int
+    coalesced: int
+    miss_tokens: int  # the upstream-reported tokens this request paid for
     upstream_seconds: float
     quota: Quota
+
+    @property
+    def saved_tokens(self) -> int:
+        return self.prompt_tokens - self.miss_tokens
+
+
+def _result(
+    vectors: list[bytes | memoryview],
+    *,
+    entries: Sequence[codec.Entry],
+    fetched: Sequence[codec.Entry],
+    batch_plan: batching.Plan,
+    upstream_seconds: float,
+    quota: Quota,
+) -> EmbeddingResult:
+    own = [entry for entry in fetched if not entry.joined]
+    return EmbeddingResult(
+        vectors=vectors,
+        prompt_tokens=sum(entry.tokens for entry in entries),
+        inputs=len(entries),
+        hits=batch_plan.hits,
+        misses=len(own),
+        deduplicated=batch_plan.duplicates,
+        coalesced=len(fetched) - len(own),
+        miss_tokens=sum(entry.tokens for entry in own),
+        upstream_seconds=upstream_seconds,
+        quota=quota,
+    )
 
 
 class EmbeddingService:
@@ -86,13 +120,11 @@ class EmbeddingService:
             vectors = list(
                 codec.truncate_normalise(vectors, stored_dimensions, request.output_dimensions)
             )
-        return EmbeddingResult(
-            vectors=vectors,
-            prompt_tokens=sum(entry.tokens for entry in entries),
-            inputs=len(entries),
-            hits=batch_plan.hits,
-            unique_misses=batch_plan.unique_misses,
-            deduplicated=batch_plan.duplicates,
+        return _result(
+            vectors,
+            entries=entries,
+            fetched=fetched,
+            batch_plan=batch_plan,
             upstream_seconds=upstream_seconds,
             quota=quota,
         )
@@ -125,8 +157,10 @@ class EmbeddingService:
         items = [
             (keys[group[0]], codec.pack(entry.vector, dimensions, entry.tokens))
             for group, entry in zip(batch_plan.groups, fetched, strict=True)
+            if not entry.joined  # the request that fetched it writes it
         ]
-        self._spawn(self._cache.set_many(items))
+        if items:
+            self._spawn(self._cache.set_many(items))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -61,6 +61,13 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchSettings:
+    coalesce: bool = True  # concurrent misses of one key share one upstream fetch
+    batch_window_ms: float = field(default=2.0, metadata=NON_NEGATIVE)  # 0: no micro-batching
+    batch_max_inputs: int = field(default=2048, metadata=POSITIVE_INT)
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSettings:
     base_url: str
     api_key: str = field(default="", repr=False)
@@ -135,6 +142,7 @@ class AuthSettings:
 class Settings:
     server: ServerSettings = ServerSettings()
     cache: CacheSettings = CacheSettings()
+    fetch: FetchSettings = FetchSettings()
     auth: AuthSettings = AuthSettings()
     limits: RateLimitSettings = RateLimitSettings()
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
