@@ -23,7 +23,7 @@ from gateway.middleware import request_context
 from gateway.quota import TenantLimits
 from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from gateway.service import EmbeddingService
-from gateway.settings import CacheSettings, FetchSettings, Settings
+from gateway.settings import CacheSettings, FetchSettings, ProviderSettings, Settings
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
 from gateway.upstream.openai import OpenAIProvider
@@ -65,6 +65,10 @@ def build_limiter(settings: CacheSettings, client: aioredis.Redis | None) -> Lim
     return RedisLimiter(client, prefix=prefix, fallback=MemoryLimiter(), timeout=settings.timeout)
 
 
+def build_provider(name: str, settings: ProviderSettings) -> Provider:
+    return OpenAIProvider(name, settings)
+
+
 def build_fetcher(settings: FetchSettings, router: Router) -> Fetcher:
     fetcher: Fetcher = ChunkedFetcher(router)
     if settings.batch_window_ms > 0:
@@ -87,9 +91,7 @@ def build_app(settings: Settings) -> web.Application:
     client = redis_client(settings.cache)
     cache = build_cache(settings.cache, client)
     limiter = build_limiter(settings.cache, client)
-    providers: dict[str, Provider] = {
-        name: OpenAIProvider(name, spec) for name, spec in settings.providers.items()
-    }
+    providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
     limits = TenantLimits(limiter, settings.limits)
     fetcher = build_fetcher(settings.fetch, Router(providers))
     service = EmbeddingService(cache, fetcher, limits, Cl100k(), settings.cache.key_prefix)
