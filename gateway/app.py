@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from gateway.accounting import Accountant
 from gateway.auth import KeyRing
+from gateway.background import Background
+from gateway.breaker import CircuitBreaker
 from gateway.cache import Cache
+from gateway.cache.breaker import BreakerCache
+from gateway.cache.instrumented import InstrumentedCache
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache
 from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
+from gateway.metrics import Metrics
 from gateway.microbatch import MicroBatchingFetcher
 from gateway.middleware import request_context
 from gateway.quota import TenantLimits
 from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from gateway.service import EmbeddingService
-from gateway.settings import CacheSettings, FetchSettings, ProviderSettings, Settings
+from gateway.settings import (
+    CacheSettings,
+    FetchSettings,
+    ProviderSettings,
+    Settings,
+    UpstreamSettings,
+)
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
 from gateway.upstream.openai import OpenAIProvider
+from gateway.upstream.retry import RetryPolicy
 from gateway.upstream.router import Router
+from gateway.usage import MemoryUsage, RedisUsage, UsageStore
 
 log = logging.getLogger("gateway")
 
-SERVICE = web.AppKey("service", EmbeddingService)
-LIMITS = web.AppKey("limits", TenantLimits)
+BACKGROUND = web.AppKey("background", Background)
 
 
 def redis_client(settings: CacheSettings) -> aioredis.Redis | None:
@@ -69,6 +83,27 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
     return OpenAIProvider(name, settings)
 
 
+def guarded(cache: Cache, settings: CacheSettings) -> Cache:
+    """A remote cache sits behind a breaker, so a dead Redis costs nothing per request."""
+    if isinstance(cache, MemoryCache):
+        return cache
+    return BreakerCache(
+        cache,
+        failure_threshold=settings.breaker_failure_threshold,
+        cooldown=settings.breaker_cooldown,
+    )
+
+
+def build_router(settings: UpstreamSettings, providers: Mapping[str, Provider]) -> Router:
+    policy = RetryPolicy(
+        settings.max_attempts, settings.base_delay, settings.max_delay, settings.deadline
+    )
+    threshold, cooldown = settings.breaker_failure_threshold, settings.breaker_cooldown
+    return Router(
+        providers, policy, breaker_factory=lambda _name: CircuitBreaker(threshold, cooldown)
+    )
+
+
 def build_fetcher(settings: FetchSettings, router: Router) -> Fetcher:
     fetcher: Fetcher = ChunkedFetcher(router)
     if settings.batch_window_ms > 0:
@@ -86,29 +121,54 @@ def announce_auth(keys: KeyRing, settings: Settings) -> None:
         log.warning("auth: OFF (no API keys configured): every caller is accepted as 'anonymous'")
 
 
+def build_usage(settings: CacheSettings, client: aioredis.Redis | None) -> UsageStore:
+    if client is None:
+        return MemoryUsage()
+    return RedisUsage(client, settings.key_prefix, settings.timeout)
+
+
 def build_app(settings: Settings) -> web.Application:
     catalog = Catalog.from_settings(settings.models)
+    metrics = Metrics(CollectorRegistry(), [model.name for model in catalog])
     client = redis_client(settings.cache)
-    cache = build_cache(settings.cache, client)
+    cache = InstrumentedCache(guarded(build_cache(settings.cache, client), settings.cache), metrics)
     limiter = build_limiter(settings.cache, client)
     providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
-    limits = TenantLimits(limiter, settings.limits)
-    fetcher = build_fetcher(settings.fetch, Router(providers))
-    service = EmbeddingService(cache, fetcher, limits, Cl100k(), settings.cache.key_prefix)
+    limits = TenantLimits(limiter, settings.limits, on_reject=metrics.rate_limited)
+    background = Background()
+    service = EmbeddingService(
+        cache,
+        build_fetcher(settings.fetch, build_router(settings.upstream, providers)),
+        limits=limits,
+        tokenizer=Cl100k(),
+        key_prefix=settings.cache.key_prefix,
+        background=background,
+    )
+    usage = build_usage(settings.cache, client)
     keys = KeyRing(settings.auth)
     announce_auth(keys, settings)
-    app = web.Application(
-        middlewares=[request_context], client_max_size=settings.server.max_body_bytes
+    handlers = Handlers(
+        service=service,
+        catalog=catalog,
+        cache=cache,
+        keys=keys,
+        auth=settings.auth,
+        accountant=Accountant(metrics, usage, background),
+        usage_store=usage,
+        registry=metrics,
+        metrics_need_token=settings.metrics.require_internal_token,
     )
-    app[SERVICE] = service
-    app[LIMITS] = limits
-    app.add_routes(Handlers(service, catalog, cache, keys, settings.auth).routes())
+    app = web.Application(
+        middlewares=[request_context(metrics)], client_max_size=settings.server.max_body_bytes
+    )
+    app[BACKGROUND] = background
+    app.add_routes(handlers.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         for provider in providers.values():
             await provider.start()
         yield
-        await service.drain()
+        await background.drain()
         for provider in providers.values():
             await provider.close()
         await limiter.close()

@@ -12,6 +12,7 @@ from gateway.settings import ModelSettings
 class Deployment:
     provider: str
     upstream_model: str
+    weight: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,5 +71,7 @@ def model_from_settings(name: str, spec: ModelSettings) -> Model:
         owned_by=spec.owned_by,
         display_name=spec.display_name or name,
         description=spec.description,
-        deployments=tuple(Deployment(d.provider, d.model or name) for d in spec.deployments),
+        deployments=tuple(
+            Deployment(d.provider, d.model or name, d.weight) for d in spec.deployments
+        ),
     )

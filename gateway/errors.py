@@ -29,6 +29,7 @@ class GatewayError(Exception):
     type = "server_error"
     default_code: str | None = None
     should_retry: bool | None = None
+    retry_after: float | None = None  # seconds the upstream asked us to wait, when it said
 
     def __init__(
         self,
@@ -37,12 +38,14 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers = dict(headers or {})
+        self.retry_after = retry_after
 
     def envelope(self) -> dict[str, dict[str, str | None]]:
         return {
@@ -127,6 +130,7 @@ class RateLimited(GatewayError):
     type = "requests"
     default_code = "rate_limit_exceeded"
     should_retry = True
+    scope = "key"  # which bucket ran dry: ip, key or model
 
 
 class UpstreamError(GatewayError):

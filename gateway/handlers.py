@@ -1,17 +1,24 @@
-"""Thin HTTP handlers: parse → service → respond."""
+"""Thin HTTP handlers: who is calling → parse → service → respond → account."""
 
 from __future__ import annotations
 
+import hmac
 import time
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from gateway import protocol, quota
+from gateway.accounting import Accountant
 from gateway.auth import KeyRing, check_model, client_ip, parse_networks, presented_key
 from gateway.cache import Cache
 from gateway.catalog import Catalog
+from gateway.errors import AuthenticationFailed
+from gateway.metrics import Metrics
+from gateway.middleware import FACTS
 from gateway.service import Caller, EmbeddingResult, EmbeddingService
 from gateway.settings import AuthSettings
+from gateway.usage import UsageStore, report
 
 JSON = "application/json"
 
@@ -26,36 +33,38 @@ def cache_headers(result: EmbeddingResult) -> dict[str, str]:
     return {"x-cache": state, "x-cache-hits": f"{result.hits}/{result.inputs}"}
 
 
+@dataclass(kw_only=True)
 class Handlers:
-    def __init__(
-        self,
-        service: EmbeddingService,
-        catalog: Catalog,
-        cache: Cache,
-        keys: KeyRing,
-        auth: AuthSettings,
-    ) -> None:
-        self._service = service
-        self._catalog = catalog
-        self._cache = cache
-        self._keys = keys
-        self._scope_mode = auth.cache_scope
-        self._trusted = parse_networks(auth.trusted_proxies)
-        self._created = int(time.time())
+    service: EmbeddingService
+    catalog: Catalog
+    cache: Cache
+    keys: KeyRing
+    auth: AuthSettings
+    accountant: Accountant
+    usage_store: UsageStore
+    registry: Metrics
+    metrics_need_token: bool
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        self._trusted = parse_networks(self.auth.trusted_proxies)
+        self._internal_token = self.auth.internal_token.encode()
 
     def _caller(self, request: web.Request) -> Caller:
         headers = request.headers
-        principal = self._keys.authenticate(
+        principal = self.keys.authenticate(
             presented_key(headers.get("Authorization"), headers.get("x-api-key"))
         )
+        request[FACTS]["key"] = principal.name
         ip = client_ip(request.remote, headers.get("X-Forwarded-For"), self._trusted)
-        return Caller(principal, ip, principal.cache_scope(self._scope_mode))
+        return Caller(principal, ip, principal.cache_scope(self.auth.cache_scope))
 
     async def embeddings(self, request: web.Request) -> web.Response:
         caller = self._caller(request)
-        parsed = protocol.parse_embedding_request(await request.read(), self._catalog)
+        parsed = protocol.parse_embedding_request(await request.read(), self.catalog)
+        request[FACTS]["model"] = parsed.model.name
         check_model(caller.principal, parsed.model.name)
-        result = await self._service.embed(parsed, caller)
+        result = await self.service.embed(parsed, caller)
         body = protocol.embedding_response(
             parsed.model.name,
             result.vectors,
@@ -63,33 +72,62 @@ class Handlers:
             parsed.encoding_format,
             result.prompt_tokens,
         )
-        headers = cache_headers(result) | quota.headers(result.quota)
+        charge = self.accountant.record(caller, parsed.model, result)
+        request[FACTS].update(
+            inputs=result.inputs,
+            hits=result.hits,
+            upstream_ms=round(result.upstream_seconds * 1000, 3),
+        )
+        headers = cache_headers(result) | quota.headers(result.quota) | charge.headers()
         return web.Response(body=body, content_type=JSON, headers=headers)
 
-    async def models(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=protocol.models_list(self._catalog, self._created), content_type=JSON
+    async def usage(self, request: web.Request) -> web.Response:
+        principal = self._caller(request).principal
+        only_key = None if principal.internal or not self.keys.enabled else principal.name
+        body = report(await self.usage_store.table(), self.catalog, only_key)
+        return web.json_response(body)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self.metrics_need_token and not self._is_internal(request):
+            raise AuthenticationFailed("/metrics needs the internal token.")
+        body, content_type = self.registry.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    def _is_internal(self, request: web.Request) -> bool:
+        token = presented_key(
+            request.headers.get("Authorization"), request.headers.get("x-api-key")
+        )
+        return bool(self._internal_token) and hmac.compare_digest(
+            (token or "").encode(), self._internal_token
         )
 
+    async def models(self, request: web.Request) -> web.Response:
+        body = protocol.models_list(self.catalog, self.created)
+        return web.Response(body=body, content_type=JSON)
+
     async def embedding_models(self, request: web.Request) -> web.Response:
-        body = protocol.embedding_models_list(self._catalog, self._created)
+        body = protocol.embedding_models_list(self.catalog, self.created)
         return web.Response(body=body, content_type=JSON)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = await self._cache.ping()
-        status = 200 if ready else 503
-        body = {"status": "ready" if ready else "unavailable", "cache": self._cache.name}
-        return web.json_response(body, status=status)
+        ready = await self.cache.ping()
+        body = {"status": "ready" if ready else "unavailable", "cache": self.cache.name}
+        return web.json_response(body, status=200 if ready else 503)
 
     def routes(self) -> list[web.RouteDef]:
-        routes = [web.get("/healthz", self.healthz), web.get("/readyz", self.readyz)]
+        routes = [
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.metrics),
+        ]
         for prefix in ("/v1", "/api/v1"):
             routes += [
                 web.post(f"{prefix}/embeddings", self.embeddings),
                 web.get(f"{prefix}/models", self.models),
                 web.get(f"{prefix}/embedding-models", self.embedding_models),
+                web.get(f"{prefix}/usage", self.usage),
             ]
         return routes

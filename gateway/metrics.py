@@ -148,8 +148,8 @@ class Metrics:
         )
 
     def model(self, name: str) -> str:
-        """The model's label value: its name if configured, else "other"."""
-        return name if name in self._known else OTHER_MODEL
+        """The model's label value: its name if configured, "" for none, else "other"."""
+        return name if name in self._known or not name else OTHER_MODEL
 
     def request(self, route: str, model: str, status: int | str, seconds: float) -> None:
         model = self.model(model)

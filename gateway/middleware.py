@@ -1,12 +1,16 @@
-"""The HTTP edge around every handler: request id and the one error envelope."""
+"""The HTTP edge around every handler: request id, the one error envelope, request metrics and
+one JSON access-log line per request (no secrets, no input text)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from typing import Any
 
+import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from gateway.errors import (
     GatewayError,
@@ -15,10 +19,14 @@ from gateway.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.http")
+access_log = logging.getLogger("gateway.access")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+# What handlers learned about the request, for the access log and metrics (model, key, ...).
+FACTS = web.RequestKey("facts", dict[str, Any])
 
 
 def error_response(error: GatewayError) -> web.Response:
@@ -42,20 +50,45 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
     return error
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = "req_" + os.urandom(16).hex()
-    request[REQUEST_ID] = request_id
+async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        response = await handler(request)
+        return await handler(request)
     except GatewayError as exc:
-        response = error_response(exc)
+        return error_response(exc)
     except web.HTTPException as exc:
-        response = error_response(_from_http_exception(exc))
+        return error_response(_from_http_exception(exc))
     except Exception as exc:  # the last line of defence: a 500 envelope, never a trace
         log.error("unhandled %s in %s %s", type(exc).__name__, request.method, request.path)
-        response = error_response(
+        return error_response(
             GatewayError("The server had an error while processing your request.")
         )
-    response.headers["x-request-id"] = request_id
-    return response
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def request_context(metrics: Metrics) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request[REQUEST_ID] = request_id = "req_" + os.urandom(16).hex()
+        facts: dict[str, Any] = {}
+        request[FACTS] = facts
+        response = await _respond(request, handler)
+        response.headers["x-request-id"] = request_id
+        seconds = time.perf_counter() - started
+        route = _route(request)
+        metrics.request(route, facts.get("model", ""), response.status, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            facts |= {"method": request.method, "route": route, "status": response.status}
+            _log_access(request_id, seconds, facts)
+        return response
+
+    return middleware
+
+
+def _log_access(request_id: str, seconds: float, facts: dict[str, Any]) -> None:
+    line = {"request_id": request_id, "duration_ms": round(seconds * 1000, 3), **facts}
+    access_log.info(orjson.dumps(line).decode())

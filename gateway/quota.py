@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.auth import Principal
@@ -111,16 +111,26 @@ def rate_limited(
         },
     )
     error.type = bucket.unit
+    error.scope = bucket.role
     if decision.exceeds_burst:
         error.should_retry = False
     return error
 
 
+def _ignore(scope: str, key: str) -> None:
+    pass
+
+
 class TenantLimits:
-    def __init__(self, limiter: Limiter, settings: RateLimitSettings) -> None:
+    def __init__(
+        self,
+        limiter: Limiter,
+        settings: RateLimitSettings,
+        on_reject: Callable[[str, str], None] = _ignore,
+    ) -> None:
         self._limiter = limiter
         self._settings = settings
-        self.rejected = 0
+        self._on_reject = on_reject  # (scope, key name): the rate-limited metric
 
     async def admit(self, principal: Principal, ip: str, model: str, tokens: int) -> Quota:
         """Charge this request to its buckets, or raise a 429 without charging any."""
@@ -132,6 +142,7 @@ class TenantLimits:
         decisions = await self._limiter.acquire([b.request for b in buckets])
         quota = quota_of(buckets, decisions)
         if not decisions[0].allowed:
-            self.rejected += 1
-            raise rate_limited(buckets, decisions, model, quota)
+            error = rate_limited(buckets, decisions, model, quota)
+            self._on_reject(error.scope, principal.name)
+            raise error
         return quota

@@ -7,15 +7,14 @@ merge in input order → derive reduced dimensions.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from gateway import batching, codec
 from gateway.auth import Principal
+from gateway.background import Background
 from gateway.cache import Cache
 from gateway.canonical import Prepared, check_token_limits, prepare
 from gateway.catalog import Model
@@ -86,16 +85,18 @@ class EmbeddingService:
         self,
         cache: Cache,
         fetcher: Fetcher,
+        *,
         limits: TenantLimits,
         tokenizer: Cl100k,
         key_prefix: str,
+        background: Background,
     ) -> None:
         self._cache = cache
         self._limits = limits
         self._fetcher = fetcher
         self._tokenizer = tokenizer
         self._key_prefix = key_prefix
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = background
 
     async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingResult:
         model = request.model
@@ -160,14 +161,4 @@ class EmbeddingService:
             if not entry.joined  # the request that fetched it writes it
         ]
         if items:
-            self._spawn(self._cache.set_many(items))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def drain(self) -> None:
-        """Wait for background cache writes (at shutdown, and in tests)."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+            self._background.spawn(self._cache.set_many(items))

@@ -58,6 +58,19 @@ class CacheSettings:
     memory_max_entries: int = field(default=100_000, metadata=POSITIVE_INT)
     key_prefix: str = "gw"
     timeout: float = field(default=0.25, metadata=POSITIVE)
+    # After this many failed calls in a row the cache is skipped (all misses) for the cooldown.
+    breaker_failure_threshold: int = field(default=3, metadata=POSITIVE_INT)
+    breaker_cooldown: float = field(default=2.0, metadata=POSITIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    max_attempts: int = field(default=3, metadata=POSITIVE_INT)  # per deployment
+    base_delay: float = field(default=0.1, metadata=NON_NEGATIVE)  # backoff, full jitter
+    max_delay: float = field(default=2.0, metadata=NON_NEGATIVE)
+    deadline: float = field(default=30.0, metadata=POSITIVE)  # per request, all attempts
+    breaker_failure_threshold: int = field(default=5, metadata=POSITIVE_INT)
+    breaker_cooldown: float = field(default=30.0, metadata=POSITIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +96,7 @@ class ProviderSettings:
 class DeploymentSettings:
     provider: str
     model: str = ""  # the provider's name for the model; empty means the gateway's name
+    weight: float = field(default=0.0, metadata=NON_NEGATIVE)  # > 0: spread by weight
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +153,19 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    require_internal_token: bool = False  # GET /metrics answers only with the internal token
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     cache: CacheSettings = CacheSettings()
     fetch: FetchSettings = FetchSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
     auth: AuthSettings = AuthSettings()
     limits: RateLimitSettings = RateLimitSettings()
+    metrics: MetricsSettings = MetricsSettings()
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
     models: dict[str, ModelSettings] = field(default_factory=dict)
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.auth import ANONYMOUS
+from gateway.background import Background
 from gateway.cache.memory import MemoryCache
 from gateway.catalog import Catalog, Model
 from gateway.fetch import ChunkedFetcher
@@ -26,6 +27,7 @@ from tests.support.stack import CONFIG
 
 CATALOG = Catalog.from_settings(load(CONFIG, environ={}).models)
 TOKENIZER = Cl100k()
+BACKGROUND = Background()
 CALLER = Caller(ANONYMOUS, "127.0.0.1", "shared")
 
 
@@ -50,7 +52,7 @@ def run(service: EmbeddingService, texts: list[str]) -> list[bytes]:
 
     async def embed_and_store() -> list[bytes]:
         result = await service.embed(parse_embedding_request(body, CATALOG), CALLER)
-        await service.drain()
+        await BACKGROUND.drain()
         return [bytes(v) for v in result.vectors]
 
     return asyncio.run(embed_and_store())
@@ -58,7 +60,15 @@ def run(service: EmbeddingService, texts: list[str]) -> list[bytes]:
 
 def service_with(cache: MemoryCache, upstream: InProcessUpstream) -> EmbeddingService:
     unlimited = TenantLimits(MemoryLimiter(), RateLimitSettings(LimitSettings(), LimitSettings()))
-    return EmbeddingService(cache, ChunkedFetcher(upstream), unlimited, TOKENIZER, "gw")
+    fetcher = ChunkedFetcher(upstream)
+    return EmbeddingService(
+        cache,
+        fetcher,
+        limits=unlimited,
+        tokenizer=TOKENIZER,
+        key_prefix="gw",
+        background=BACKGROUND,
+    )
 
 
 @settings(max_examples=60, deadline=None)

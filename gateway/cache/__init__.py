@@ -9,7 +9,9 @@ from typing import Protocol
 
 class Cache(Protocol):
     name: str
-    errors: int
+
+    @property
+    def errors(self) -> int: ...
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 from typing import Any
 
 import aiohttp
@@ -63,13 +64,14 @@ def error_from_response(status: int, body: bytes, headers: Any, provider: str) -
     message, param, code = _upstream_error_fields(body)
     if 400 <= status < 500 and status not in _NOT_PASSED_THROUGH:
         return upstream_client_error(status, message, param, code)
+    retry_after = retry_after_from(headers)
     if status == 429:
-        retry = _retry_after_seconds(headers)
-        extra = {"retry-after": str(retry)} if retry else {}
-        return ServiceUnavailable(f"upstream provider {provider} is rate limiting", headers=extra)
+        extra = {} if retry_after is None else {"retry-after": _header_seconds(retry_after)}
+        message = f"upstream provider {provider} is rate limiting"
+        return ServiceUnavailable(message, headers=extra, retry_after=retry_after)
     if status in (401, 403):
         return UpstreamError(f"upstream provider {provider} rejected the gateway's credentials")
-    return UpstreamError(f"upstream provider {provider} answered {status}")
+    return UpstreamError(f"upstream provider {provider} answered {status}", retry_after=retry_after)
 
 
 def _upstream_error_fields(body: bytes) -> tuple[str, str | None, str | None]:
@@ -80,12 +82,29 @@ def _upstream_error_fields(body: bytes) -> tuple[str, str | None, str | None]:
         return "the upstream provider rejected the request", None, None
 
 
-def _retry_after_seconds(headers: Any) -> int | None:
+def retry_after_from(headers: Any) -> float | None:
+    """Seconds the upstream asked us to wait: ``retry-after-ms`` first, then ``retry-after``
+    (as seconds; an HTTP date is ignored). None when it sent neither, or nothing usable."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = _non_negative(headers.get(name))
+        if value is not None:
+            return value * scale
+    return None
+
+
+def _non_negative(raw: str | None) -> float | None:
+    if raw is None:
+        return None
     try:
-        value = float(headers.get("retry-after", ""))
+        value = float(raw)
     except ValueError:
         return None
-    return max(1, min(60, int(value + 0.999)))
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _header_seconds(seconds: float) -> str:
+    """A client-facing ``retry-after``: whole seconds, 1 to 60."""
+    return str(max(1, min(60, math.ceil(seconds))))
 
 
 class OpenAIProvider:

@@ -1,17 +1,100 @@
-"""Route a model's upstream call to its deployments in priority order (failover)."""
+"""Route a model's upstream call across its deployments, within one deadline.
+
+    order     priority order; weighted random when any deployment has a weight > 0
+              (weight-0 deployments then follow, in priority order, as fallbacks)
+    pick      round-robin from the deployment after the one last tried, skipping those whose
+              breaker is open, that used up ``max_attempts``, or whose next retry would start
+              after the deadline; wait until the picked one may be retried
+    failure   retryable (should_retry) → count it on the provider's breaker, schedule that
+              deployment's retry (backoff with jitter, or the upstream's retry-after), pick again
+              not retryable (a 4xx about the request) → raised at once
+    give up   nothing left to pick → the last error (502/503/504, ``x-should-retry: true``);
+              every breaker open before any attempt → 503 "no healthy deployment for model X"
+    deadline  the whole call, waits included (asyncio.timeout) → 504 UpstreamTimeout
+
+A retry-after (or backoff) delays only the deployment that failed: failing over to another
+deployment is immediate. Per-provider concurrency is the provider's own business.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import math
+import random as _random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from gateway.catalog import Model
-from gateway.errors import GatewayError, UpstreamError
+from gateway.breaker import CircuitBreaker
+from gateway.catalog import Deployment, Model
+from gateway.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
 from gateway.upstream import Inputs, Provider, UpstreamBatch
+from gateway.upstream.retry import RetryPolicy, retry_delay, should_retry
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+Random = Callable[[], float]
+BreakerFactory = Callable[[str], CircuitBreaker]  # provider name → its breaker
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def weight_of(deployment: Deployment) -> float:
+    """The deployment's routing weight; 0 keeps priority order."""
+    return deployment.weight
+
+
+def deployment_order(deployments: Sequence[Deployment], random: Random) -> tuple[Deployment, ...]:
+    """Priority order, or weighted random order (Efraimidis-Spirakis) when weights are set."""
+    weighted = [d for d in deployments if weight_of(d) > 0]
+    if not weighted:
+        return tuple(deployments)
+    drawn = sorted(weighted, key=lambda d: random() ** (1 / weight_of(d)), reverse=True)
+    return (*drawn, *(d for d in deployments if weight_of(d) <= 0))
+
+
+@dataclass(slots=True)
+class _Call:
+    """The bookkeeping of one embed call (never shared between calls)."""
+
+    order: tuple[Deployment, ...]
+    deadline_at: float
+    failures: dict[Deployment, int] = field(default_factory=dict)
+    ready_at: dict[Deployment, float] = field(default_factory=dict)
+    last_error: GatewayError | None = None
+    last_tried: Deployment | None = None
+    in_flight: Deployment | None = None
+
+    def rotation(self) -> list[Deployment]:
+        """Every deployment, starting after the one last tried."""
+        start = 0 if self.last_tried is None else self.order.index(self.last_tried) + 1
+        return [*self.order[start:], *self.order[:start]]
 
 
 class Router:
-    def __init__(self, providers: Mapping[str, Provider]) -> None:
+    """Counters: ``attempts`` (provider calls), ``retries`` (calls after a call's first one),
+    ``failovers`` (retries that moved to another deployment)."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        policy: RetryPolicy = DEFAULT_POLICY,
+        *,
+        breaker_factory: BreakerFactory | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        random: Random = _random.random,
+    ) -> None:
         self._providers = dict(providers)
+        self._policy = policy
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random
+        factory = breaker_factory or (lambda _name: CircuitBreaker(clock=clock))
+        self._breakers = {name: factory(name) for name in self._providers}
+        self.attempts = 0
+        self.retries = 0
+        self.failovers = 0
 
     def batch_limits(self, model: Model) -> tuple[int, int]:
         """The tightest inputs-per-call and tokens-per-call caps among the model's providers."""
@@ -21,14 +104,95 @@ class Router:
             min(p.max_tokens_per_request for p in providers),
         )
 
+    def breaker_states(self) -> dict[str, str]:
+        return {name: breaker.state for name, breaker in self._breakers.items()}
+
     async def embed(self, model: Model, inputs: Inputs, dimensions: int | None) -> UpstreamBatch:
-        failure: GatewayError = UpstreamError(f"no deployment for model {model.name}")
-        for deployment in model.deployments:
-            provider = self._providers[deployment.provider]
-            try:
-                return await provider.embed(deployment.upstream_model, inputs, dimensions)
-            except GatewayError as exc:
-                if not exc.should_retry:
-                    raise
-                failure = exc
-        raise failure
+        order = deployment_order(model.deployments, self._random)
+        call = _Call(order, self._clock() + self._policy.deadline)
+        try:
+            async with asyncio.timeout(self._policy.deadline):
+                return await self._run(call, model, inputs, dimensions)
+        except TimeoutError:
+            raise self._timed_out(call, model) from None
+
+    async def _run(
+        self, call: _Call, model: Model, inputs: Inputs, dimensions: int | None
+    ) -> UpstreamBatch:
+        while (deployment := await self._pick(call)) is not None:
+            batch = await self._attempt(call, deployment, inputs, dimensions)
+            if batch is not None:
+                return batch
+        raise call.last_error or self._no_healthy_deployment(model)
+
+    async def _pick(self, call: _Call) -> Deployment | None:
+        call.in_flight = None  # no provider to blame if the deadline passes while waiting
+        for deployment in call.rotation():
+            wait = self._wait_before(call, deployment)
+            if wait is None:
+                continue
+            if wait > 0:
+                await self._sleep(wait)
+            if self._breakers[deployment.provider].allow():
+                return deployment
+        return None
+
+    def _wait_before(self, call: _Call, deployment: Deployment) -> float | None:
+        """Seconds to wait before trying ``deployment`` again; None when it is out of the call."""
+        if call.failures.get(deployment, 0) >= self._policy.max_attempts:
+            return None
+        if self._breakers[deployment.provider].state == "open":
+            return None
+        now = self._clock()
+        ready_at = call.ready_at.get(deployment, now)
+        return None if ready_at > call.deadline_at else max(0.0, ready_at - now)
+
+    async def _attempt(
+        self, call: _Call, deployment: Deployment, inputs: Inputs, dimensions: int | None
+    ) -> UpstreamBatch | None:
+        """The batch, or None after a retryable failure; a non-retryable error is raised."""
+        self._count(call, deployment)
+        provider = self._providers[deployment.provider]
+        call.in_flight = deployment
+        try:
+            batch = await provider.embed(deployment.upstream_model, inputs, dimensions)
+        except GatewayError as error:
+            self._failed(call, deployment, error)
+            return None
+        self._breakers[deployment.provider].record_success()
+        return batch
+
+    def _count(self, call: _Call, deployment: Deployment) -> None:
+        self.attempts += 1
+        if call.last_tried is not None:
+            self.retries += 1
+            if deployment != call.last_tried:
+                self.failovers += 1
+        call.last_tried = deployment
+
+    def _failed(self, call: _Call, deployment: Deployment, error: GatewayError) -> None:
+        breaker = self._breakers[deployment.provider]
+        if not should_retry(error):
+            breaker.record_success()  # the provider answered; the request was at fault
+            raise error
+        breaker.record_failure()
+        failures = call.failures.get(deployment, 0)
+        call.failures[deployment] = failures + 1
+        delay = retry_delay(self._policy, failures, error, self._random)
+        call.ready_at[deployment] = self._clock() + delay
+        call.last_error = error
+
+    def _timed_out(self, call: _Call, model: Model) -> UpstreamTimeout:
+        if call.in_flight is not None:  # the call the deadline cut counts against its provider
+            self._breakers[call.in_flight.provider].record_failure()
+        within = f"{self._policy.deadline:g} s"
+        return UpstreamTimeout(f"upstream for model {model.name} did not answer within {within}")
+
+    def _no_healthy_deployment(self, model: Model) -> ServiceUnavailable:
+        waits = (self._breakers[d.provider].retry_in() for d in model.deployments)
+        seconds = max(1, math.ceil(min(waits, default=1.0)))
+        return ServiceUnavailable(
+            f"no healthy deployment for model {model.name}",
+            headers={"retry-after": str(seconds)},
+            retry_after=float(seconds),
+        )

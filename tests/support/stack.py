@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from gateway.app import SERVICE, build_app
+from gateway.app import BACKGROUND, build_app
 from gateway.settings import Settings, expand_env, parse
 from tests.support.background import BackgroundLoop
 from tests.support.fake_upstream import FakeUpstream
@@ -66,7 +66,7 @@ class Stack:
 
     def drain(self) -> None:
         """Wait until background cache writes have landed."""
-        self.loop.run(self.app[SERVICE].drain())
+        self.loop.run(self.app[BACKGROUND].drain())
 
     def restart_gateway(self) -> None:
         self.drain()

@@ -1,0 +1,55 @@
+"""After a response is built: metrics, usage counters, and the request's cost and savings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.background import Background
+from gateway.catalog import Model
+from gateway.metrics import Metrics
+from gateway.service import Caller, EmbeddingResult
+from gateway.usage import UsageRecord, UsageStore
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    spent_usd: float  # what this request's own upstream inputs cost
+    saved_usd: float  # what hits, duplicates and coalesced inputs would have cost
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-gateway-cost-usd": usd(self.spent_usd),
+            "x-gateway-saved-usd": usd(self.saved_usd),
+        }
+
+
+def usd(amount: float) -> str:
+    """Fixed-point dollars without float noise in the last places: 8e-08 -> 0.00000008."""
+    text = f"{amount:.12f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+class Accountant:
+    def __init__(self, metrics: Metrics, usage: UsageStore, background: Background) -> None:
+        self._metrics = metrics
+        self._usage = usage
+        self._background = background
+
+    def record(self, caller: Caller, model: Model, result: EmbeddingResult) -> Charge:
+        charge = Charge(model.cost_usd(result.miss_tokens), model.cost_usd(result.saved_tokens))
+        key, team = caller.principal.name, caller.principal.team
+        metrics = self._metrics
+        metrics.inputs(
+            model.name, result.hits, result.misses, result.coalesced, result.deduplicated
+        )
+        metrics.tokens(model.name, key, team, result.saved_tokens, result.miss_tokens)
+        metrics.cost(model.name, key, team, charge.spent_usd, charge.saved_usd)
+        counts = {
+            "requests": 1,
+            "inputs": result.inputs,
+            "cached_inputs": result.inputs - result.misses,
+            "tokens": result.prompt_tokens,
+            "billed_tokens": result.miss_tokens,
+        }
+        self._background.spawn(self._usage.record(UsageRecord(key, team, model.name, counts)))
+        return charge

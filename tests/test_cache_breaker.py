@@ -1,0 +1,126 @@
+"""BreakerCache over a real Redis: a dead Redis costs nothing per request, and it recovers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio
+
+from gateway.cache.breaker import BreakerCache
+from gateway.cache.redis import RedisCache
+from tests.support.redis_server import RedisServer
+
+TIMEOUT = 0.1  # the inner cache's per-call timeout
+KEY, VALUE = b"gw:test:key", b"vector-bytes"
+
+
+class FakeClock:
+    """Seconds that only move when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    started = RedisServer()
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def inner(server: RedisServer) -> AsyncIterator[RedisCache]:
+    client = redis.asyncio.from_url(server.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    cache = RedisCache(client, ttl_seconds=60, timeout=TIMEOUT)
+    yield cache
+    await cache.close()
+
+
+@pytest.fixture
+def cache(inner: RedisCache, clock: FakeClock) -> BreakerCache:
+    return BreakerCache(inner, failure_threshold=3, cooldown=2.0, clock=clock)
+
+
+async def trip(cache: BreakerCache, server: RedisServer) -> None:
+    server.kill()
+    for _ in range(3):
+        assert await cache.get_many([KEY]) == [None]
+    assert cache.state == "open"
+
+
+async def test_it_passes_reads_and_writes_through_while_redis_works(cache: BreakerCache) -> None:
+    await cache.set_many([(KEY, VALUE)])
+    assert await cache.get_many([KEY, b"gw:test:absent"]) == [VALUE, None]
+    assert (cache.state, cache.errors, cache.name) == ("closed", 0, "redis")
+
+
+async def test_it_opens_after_three_failed_calls(cache: BreakerCache, server: RedisServer) -> None:
+    await trip(cache, server)
+    assert cache.errors == 3
+
+
+async def test_an_open_breaker_answers_misses_without_waiting_for_redis(
+    cache: BreakerCache, server: RedisServer
+) -> None:
+    await trip(cache, server)
+    started = time.perf_counter()
+    assert await cache.get_many([KEY, KEY]) == [None, None]
+    assert time.perf_counter() - started < TIMEOUT / 10
+    assert cache.errors == 3  # the inner cache was not asked
+
+
+async def test_an_open_breaker_skips_writes(cache: BreakerCache, server: RedisServer) -> None:
+    await trip(cache, server)
+    await cache.set_many([(KEY, VALUE)])
+    assert (cache.errors, cache.skipped) == (3, 1)
+
+
+async def test_it_stays_open_until_the_cooldown_even_when_redis_is_back(
+    cache: BreakerCache, inner: RedisCache, server: RedisServer, clock: FakeClock
+) -> None:
+    await trip(cache, server)
+    server.start()
+    await inner.set_many([(KEY, VALUE)])
+    clock.advance(1.9)
+    assert await cache.get_many([KEY]) == [None]
+
+
+async def test_it_recovers_after_the_cooldown_once_redis_is_back(
+    cache: BreakerCache, server: RedisServer, clock: FakeClock
+) -> None:
+    await trip(cache, server)
+    server.start()
+    clock.advance(2.0)
+    await cache.set_many([(KEY, VALUE)])  # the probe
+    assert cache.state == "closed"
+    assert await cache.get_many([KEY]) == [VALUE]
+
+
+async def test_a_failed_probe_keeps_it_open(
+    cache: BreakerCache, server: RedisServer, clock: FakeClock
+) -> None:
+    await trip(cache, server)
+    clock.advance(2.0)
+    assert await cache.get_many([KEY]) == [None]
+    assert (cache.state, cache.errors) == ("open", 4)
+
+
+async def test_ping_always_asks_redis(cache: BreakerCache, server: RedisServer) -> None:
+    await trip(cache, server)
+    assert not await cache.ping()
+    server.start()
+    assert await cache.ping()
