@@ -39,6 +39,7 @@ from gateway.settings import (
 )
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
+from gateway.upstream.local import LocalProvider
 from gateway.upstream.openai import OpenAIProvider
 from gateway.upstream.retry import RetryPolicy
 from gateway.upstream.router import Router
@@ -80,6 +81,8 @@ def build_limiter(settings: CacheSettings, client: aioredis.Redis | None) -> Lim
 
 
 def build_provider(name: str, settings: ProviderSettings) -> Provider:
+    if settings.type == "local":
+        return LocalProvider(name, settings)
     return OpenAIProvider(name, settings)
 
 
@@ -94,13 +97,18 @@ def guarded(cache: Cache, settings: CacheSettings) -> Cache:
     )
 
 
-def build_router(settings: UpstreamSettings, providers: Mapping[str, Provider]) -> Router:
+def build_router(
+    settings: UpstreamSettings, providers: Mapping[str, Provider], metrics: Metrics
+) -> Router:
     policy = RetryPolicy(
         settings.max_attempts, settings.base_delay, settings.max_delay, settings.deadline
     )
     threshold, cooldown = settings.breaker_failure_threshold, settings.breaker_cooldown
     return Router(
-        providers, policy, breaker_factory=lambda _name: CircuitBreaker(threshold, cooldown)
+        providers,
+        policy,
+        breaker_factory=lambda _name: CircuitBreaker(threshold, cooldown),
+        observe=metrics.upstream_call,
     )
 
 
@@ -138,7 +146,7 @@ def build_app(settings: Settings) -> web.Application:
     background = Background()
     service = EmbeddingService(
         cache,
-        build_fetcher(settings.fetch, build_router(settings.upstream, providers)),
+        build_fetcher(settings.fetch, build_router(settings.upstream, providers, metrics)),
         limits=limits,
         tokenizer=Cl100k(),
         key_prefix=settings.cache.key_prefix,

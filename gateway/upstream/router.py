@@ -37,6 +37,11 @@ Random = Callable[[], float]
 BreakerFactory = Callable[[str], CircuitBreaker]  # provider name → its breaker
 
 DEFAULT_POLICY = RetryPolicy()
+Observe = Callable[[str, str, int, float, int], None]
+
+
+def _ignore(provider: str, model: str, status: int, seconds: float, inputs: int) -> None:
+    pass
 
 
 def weight_of(deployment: Deployment) -> float:
@@ -84,8 +89,10 @@ class Router:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         random: Random = _random.random,
+        observe: Observe = _ignore,
     ) -> None:
         self._providers = dict(providers)
+        self._observe = observe  # (provider, model, status, seconds, inputs) of every call
         self._policy = policy
         self._clock = clock
         self._sleep = sleep
@@ -154,13 +161,20 @@ class Router:
         self._count(call, deployment)
         provider = self._providers[deployment.provider]
         call.in_flight = deployment
+        started = time.perf_counter()
         try:
             batch = await provider.embed(deployment.upstream_model, inputs, dimensions)
         except GatewayError as error:
+            self._record(deployment, error.status, started, len(inputs))
             self._failed(call, deployment, error)
             return None
+        self._record(deployment, 200, started, len(inputs))
         self._breakers[deployment.provider].record_success()
         return batch
+
+    def _record(self, deployment: Deployment, status: int, started: float, inputs: int) -> None:
+        seconds = time.perf_counter() - started
+        self._observe(deployment.provider, deployment.upstream_model, status, seconds, inputs)
 
     def _count(self, call: _Call, deployment: Deployment) -> None:
         self.attempts += 1
