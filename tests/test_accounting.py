@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -30,7 +30,7 @@ def gateway(background: BackgroundLoop, backend: str) -> Iterator[Stack]:
     stack.close()
 
 
-def embed(stack: Stack, key: str, text: str | list[str] = FOUR_TOKENS) -> httpx.Response:
+def embed(stack: Stack, key: str, text: str | Sequence[str] = FOUR_TOKENS) -> httpx.Response:
     response = httpx.post(
         f"{stack.base_url}/embeddings",
         json={"model": SMALL, "input": text},
