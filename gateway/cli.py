@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway.app import build_app
-from gateway.settings import SettingsError, hash_key, load
+from gateway.settings import Settings, SettingsError, hash_key, load
+from gateway.workers import Supervisor
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (default: 1)"
+    )
     serve.add_argument(
         "--allow-unauthenticated",
         action="store_true",
@@ -65,17 +70,23 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def serve(args: argparse.Namespace) -> int:
+def _settings(config: str) -> Settings | None:
     try:
-        settings = load(args.config)
+        settings = load(config)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        return None
     logging.basicConfig(
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    _install_uvloop()
+    return settings
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    if settings is None:
+        return 2
     host = args.host or settings.server.host
     if not settings.auth.keys and not _is_loopback(host) and not args.allow_unauthenticated:
         print(
@@ -85,16 +96,31 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     port = settings.server.port if args.port is None else args.port
-    logging.getLogger("gateway").info("listening on http://%s:%d", host, port)
+    logging.getLogger("gateway").info(
+        "listening on http://%s:%d with %d worker(s)", host, port, args.workers
+    )
+    if args.workers <= 1:
+        run_worker(args.config, host, port, settings)
+        return 0
+    target = functools.partial(run_worker, args.config, host, port)
+    return Supervisor(args.workers, target, settings.server.shutdown_timeout).run()
+
+
+def run_worker(config: str, host: str, port: int, settings: Settings | None = None) -> None:
+    """One serving process; SIGTERM stops accepting and lets in-flight requests finish."""
+    settings = settings or _settings(config)
+    if settings is None:
+        raise SystemExit(2)
+    _install_uvloop()
     web.run_app(
         build_app(settings),
         host=host,
         port=port,
+        reuse_port=True,
         print=None,
         shutdown_timeout=settings.server.shutdown_timeout,
         access_log=None,
     )
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

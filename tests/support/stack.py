@@ -76,3 +76,15 @@ class Stack:
     def close(self) -> None:
         self.loop.stop_app(self.port)
         self.loop.run(self.upstream.stop())
+
+
+def write_config(
+    path: Path, upstream_url: str, redis_url: str, overrides: dict[str, Any] | None = None
+) -> Path:
+    """The shipped config pointed at a fake upstream, as a file for a gateway subprocess."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["providers"]["openai"]["base_url"] = upstream_url
+    raw["providers"]["nanogpt"]["base_url"] = upstream_url
+    raw["cache"]["redis_url"] = redis_url
+    path.write_text(yaml.safe_dump(merge(raw, overrides or {})))
+    return path

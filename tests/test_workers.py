@@ -1,0 +1,118 @@
+"""The gateway as a real process: several workers share a port and one set of metrics, and
+SIGTERM lets in-flight requests finish."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.background import BackgroundLoop
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.redis_server import free_port
+from tests.support.stack import write_config
+
+SMALL = "text-embedding-3-small"
+
+
+@pytest.fixture
+def upstream(background: BackgroundLoop) -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    background.run(fake.start())
+    yield fake
+    background.run(fake.stop())
+
+
+def start_gateway(config: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    log = config.with_suffix(".log")
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    wait_until_up(port, process, log)
+    return process
+
+
+def wait_until_up(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(log.read_text())
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError("gateway did not start")
+
+
+def requests_total(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gateway_requests_total" and s.labels["route"] == "/v1/embeddings"
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=30)
+
+
+def test_two_workers_share_the_port_and_every_scrape_shows_both(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    port = free_port()
+    gateway = start_gateway(write_config(tmp_path / "c.yaml", upstream.base_url, ""), port, 2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/v1") as client:
+            for i in range(40):  # new connections spread over both workers
+                client.post(
+                    "/embeddings",
+                    json={"model": SMALL, "input": f"t{i}"},
+                    headers={"Connection": "close"},
+                )
+        assert {requests_total(port) for _ in range(6)} == {40}
+    finally:
+        assert stop(gateway) == 0
+
+
+def test_sigterm_lets_an_in_flight_request_finish(upstream: FakeUpstream, tmp_path: Path) -> None:
+    port = free_port()
+    gateway = start_gateway(write_config(tmp_path / "c.yaml", upstream.base_url, ""), port, 1)
+    upstream.set_delay(1.0)
+    result: list[int] = []
+    body = {"model": SMALL, "input": "slow"}
+    url = f"http://127.0.0.1:{port}/v1/embeddings"
+    thread = threading.Thread(
+        target=lambda: result.append(httpx.post(url, json=body, timeout=10).status_code)
+    )
+    thread.start()
+    while upstream.in_flight == 0:
+        time.sleep(0.01)
+    assert stop(gateway) == 0
+    thread.join()
+    assert result == [200]
