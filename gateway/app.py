@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -19,7 +20,7 @@ from gateway.cache import Cache
 from gateway.cache.breaker import BreakerCache
 from gateway.cache.instrumented import InstrumentedCache
 from gateway.cache.memory import MemoryCache
-from gateway.cache.redis import RedisCache
+from gateway.cache.redis import RedisCache, RedisClient
 from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
 from gateway.fetch import ChunkedFetcher, Fetcher
@@ -50,19 +51,26 @@ log = logging.getLogger("gateway")
 BACKGROUND = web.AppKey("background", Background)
 
 
-def redis_client(settings: CacheSettings) -> aioredis.Redis | None:
-    if not settings.redis_url:
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def redis_client(settings: CacheSettings) -> RedisClient | None:
+    """None for the in-process default; `redis+cluster://host:port` names a Redis Cluster."""
+    url = settings.redis_url
+    if not url:
         return None
     # No client-side retries: a slow Redis must cost one short timeout, not ten.
-    return aioredis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.timeout,
-        socket_connect_timeout=settings.timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
+    options = {
+        "socket_timeout": settings.timeout,
+        "socket_connect_timeout": settings.timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if url.startswith(CLUSTER_SCHEMES):
+        return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
+    return aioredis.from_url(url, **options)
 
 
-def build_cache(settings: CacheSettings, client: aioredis.Redis | None) -> Cache:
+def build_cache(settings: CacheSettings, client: RedisClient | None) -> Cache:
     if client is not None:
         log.info("cache: redis (entries expire after %d s)", settings.ttl_seconds)
         return RedisCache(client, settings.ttl_seconds, settings.timeout)
@@ -73,7 +81,7 @@ def build_cache(settings: CacheSettings, client: aioredis.Redis | None) -> Cache
     return MemoryCache(settings.memory_max_entries, settings.ttl_seconds)
 
 
-def build_limiter(settings: CacheSettings, client: aioredis.Redis | None) -> Limiter:
+def build_limiter(settings: CacheSettings, client: RedisClient | None) -> Limiter:
     if client is None:
         return MemoryLimiter()
     prefix = f"{settings.key_prefix}:rl:{{rl}}:"  # one hash tag: a limit's keys share a slot
@@ -129,7 +137,7 @@ def announce_auth(keys: KeyRing, settings: Settings) -> None:
         log.warning("auth: OFF (no API keys configured): every caller is accepted as 'anonymous'")
 
 
-def build_usage(settings: CacheSettings, client: aioredis.Redis | None) -> UsageStore:
+def build_usage(settings: CacheSettings, client: RedisClient | None) -> UsageStore:
     if client is None:
         return MemoryUsage()
     return RedisUsage(client, settings.key_prefix, settings.timeout)

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.cache.redis import RedisClient
 from gateway.catalog import Catalog
 
 log = logging.getLogger("gateway.usage")
@@ -55,7 +55,7 @@ class MemoryUsage:
 class RedisUsage:
     """One hash per (key, team): fields `<model>\\x1f<counter>`, incremented in one pipeline."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, timeout: float) -> None:
+    def __init__(self, client: RedisClient, prefix: str, timeout: float) -> None:
         self._client = client
         self._prefix = f"{prefix}:usage:"
         self._timeout = timeout

@@ -30,7 +30,8 @@ def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return ""
     server: RedisServer = request.getfixturevalue("redis_server")
-    redis.Redis.from_url(server.url).flushdb()
+    with redis.Redis.from_url(server.url) as client:
+        client.flushdb()
     return server.url
 
 

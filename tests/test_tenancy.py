@@ -155,7 +155,8 @@ def test_cache_scope_decides_whose_entries_a_tenant_can_hit(
 def test_two_instances_on_one_redis_hold_one_combined_limit(
     background: BackgroundLoop, redis_server: RedisServer
 ) -> None:
-    redis.Redis.from_url(redis_server.url).flushdb()
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushdb()
     config = keys_config(requests_per_second=NEVER_REFILL, requests_burst=100)
     first, second = (
         Stack(background, redis_server.url, config),

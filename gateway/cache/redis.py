@@ -7,18 +7,23 @@ import logging
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 log = logging.getLogger("gateway.cache")
 
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
+# One Redis, or a Redis Cluster (multi-key reads and pipelines are then grouped by hash slot).
+RedisClient = aioredis.Redis | RedisCluster
+
 
 class RedisCache:
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, ttl_seconds: int, timeout: float) -> None:
+    def __init__(self, client: RedisClient, ttl_seconds: int, timeout: float) -> None:
         self._client = client
+        self._mget = client.mget_nonatomic if isinstance(client, RedisCluster) else client.mget
         self._ttl = ttl_seconds
         self._timeout = timeout
         self.errors = 0
@@ -26,7 +31,7 @@ class RedisCache:
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         try:
             async with asyncio.timeout(self._timeout):
-                values = await self._client.mget(keys)
+                values = await self._mget(keys)
                 return values  # type: ignore[return-value]
         except _FAILURES as exc:
             self._failed("read", exc)

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio
+import redis.asyncio.cluster
 from redis.exceptions import RedisError
 
 from gateway.ratelimit.bucket import BucketRequest, Decision
@@ -65,7 +66,7 @@ class RedisLimiter:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
         *,
         prefix: str = "gw:rl:",
         clock: Callable[[], float] | None = None,
