@@ -27,7 +27,7 @@ from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
 from gateway.metrics import Metrics
 from gateway.microbatch import MicroBatchingFetcher
-from gateway.middleware import request_context
+from gateway.middleware import Admission, request_context
 from gateway.quota import TenantLimits
 from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from gateway.service import EmbeddingService
@@ -173,9 +173,11 @@ def build_app(settings: Settings) -> web.Application:
         usage_store=usage,
         registry=metrics,
         metrics_need_token=settings.metrics.require_internal_token,
+        body_timeout=settings.server.body_timeout,
     )
     app = web.Application(
-        middlewares=[request_context(metrics)], client_max_size=settings.server.max_body_bytes
+        middlewares=[request_context(metrics, Admission(settings.server.max_concurrent_requests))],
+        client_max_size=settings.server.max_body_bytes,
     )
     app[BACKGROUND] = background
     app.add_routes(handlers.routes())

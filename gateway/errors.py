@@ -8,6 +8,7 @@
     ├── ModelNotFound                 404 invalid_request_error / model_not_found
     ├── NotFound                      404 invalid_request_error (routes)
     ├── MethodNotAllowed              405 invalid_request_error
+    ├── RequestTimeout                408 invalid_request_error (a stalled body)
     ├── PayloadTooLarge               413 invalid_request_error
     ├── RateLimited                   429 requests|tokens / rate_limit_exceeded
     ├── UpstreamError                 502 upstream_error
@@ -116,6 +117,13 @@ class MethodNotAllowed(GatewayError):
     type = "invalid_request_error"
     default_code = "method_not_allowed"
     should_retry = False
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+    should_retry = True
 
 
 class PayloadTooLarge(GatewayError):

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gateway import protocol, quota
+from gateway import openapi, protocol, quota
 from gateway.accounting import Accountant
 from gateway.auth import KeyRing, check_model, client_ip, parse_networks, presented_key
 from gateway.cache import Cache
 from gateway.catalog import Catalog
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, RequestTimeout
 from gateway.metrics import Metrics
 from gateway.middleware import FACTS
 from gateway.service import Caller, EmbeddingResult, EmbeddingService
@@ -44,6 +45,7 @@ class Handlers:
     usage_store: UsageStore
     registry: Metrics
     metrics_need_token: bool
+    body_timeout: float
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
@@ -61,7 +63,7 @@ class Handlers:
 
     async def embeddings(self, request: web.Request) -> web.Response:
         caller = self._caller(request)
-        parsed = protocol.parse_embedding_request(await request.read(), self.catalog)
+        parsed = protocol.parse_embedding_request(await self._body(request), self.catalog)
         request[FACTS]["model"] = parsed.model.name
         check_model(caller.principal, parsed.model.name)
         result = await self.service.embed(parsed, caller)
@@ -80,6 +82,13 @@ class Handlers:
         )
         headers = cache_headers(result) | quota.headers(result.quota) | charge.headers()
         return web.Response(body=body, content_type=JSON, headers=headers)
+
+    async def _body(self, request: web.Request) -> bytes:
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await request.read()
+        except TimeoutError:
+            raise RequestTimeout("The request body did not arrive in time.") from None
 
     async def usage(self, request: web.Request) -> web.Response:
         principal = self._caller(request).principal
@@ -117,11 +126,15 @@ class Handlers:
         body = {"status": "ready" if ready else "unavailable", "cache": self.cache.name}
         return web.json_response(body, status=200 if ready else 503)
 
+    async def openapi_json(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi.document(self.catalog, auth_required=self.keys.enabled))
+
     def routes(self) -> list[web.RouteDef]:
         routes = [
             web.get("/healthz", self.healthz),
             web.get("/readyz", self.readyz),
             web.get("/metrics", self.metrics),
+            web.get("/openapi.json", self.openapi_json),
         ]
         for prefix in ("/v1", "/api/v1"):
             routes += [

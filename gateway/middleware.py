@@ -18,6 +18,7 @@ from gateway.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
 from gateway.metrics import Metrics
 
@@ -69,14 +70,39 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def request_context(metrics: Metrics) -> Middleware:
+_UNGATED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class Admission:
+    """At most `limit` requests in flight; the rest get a 503 at once instead of a queue."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in _UNGATED:
+            return await _respond(request, handler)
+        if self.in_flight >= self.limit:
+            busy = ServiceUnavailable(
+                "The gateway is at capacity; please retry shortly.", headers={"retry-after": "1"}
+            )
+            return error_response(busy)
+        self.in_flight += 1
+        try:
+            return await _respond(request, handler)
+        finally:
+            self.in_flight -= 1
+
+
+def request_context(metrics: Metrics, admission: Admission) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         request[REQUEST_ID] = request_id = "req_" + os.urandom(16).hex()
         facts: dict[str, Any] = {}
         request[FACTS] = facts
-        response = await _respond(request, handler)
+        response = await admission(request, handler)
         response.headers["x-request-id"] = request_id
         seconds = time.perf_counter() - started
         route = _route(request)

@@ -19,6 +19,9 @@ from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.tokens import MAX_TOKEN_ID, TokenIds
 
 MAX_INPUTS = 2048
+# Tokenising is the costly step before any limit can be checked, so text is capped first: 300,000
+# tokens (OpenAI's per-request maximum) rarely take more than 4 characters each.
+MAX_TOTAL_CHARACTERS = 4_000_000
 EncodingFormat = Literal["float", "base64"]
 
 _INVALID_INPUT = (
@@ -115,6 +118,11 @@ def _texts(items: list[Any]) -> list[str]:
             raise InvalidRequest(_INVALID_INPUT)
         if not item:
             raise InvalidRequest("Invalid 'input': input cannot be an empty string.")
+    characters = sum(map(len, items))
+    if characters > MAX_TOTAL_CHARACTERS:
+        raise InvalidRequest(
+            f"Requested {characters} characters of input, max {MAX_TOTAL_CHARACTERS} per request."
+        )
     return items
 
 

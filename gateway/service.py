@@ -7,6 +7,7 @@ merge in input order → derive reduced dimensions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -80,6 +81,9 @@ def _result(
     )
 
 
+OFF_LOOP_CHARACTERS = 50_000
+
+
 class EmbeddingService:
     def __init__(
         self,
@@ -100,7 +104,7 @@ class EmbeddingService:
 
     async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingResult:
         model = request.model
-        prepared = prepare(request, self._tokenizer)
+        prepared = await self._prepare(request)
         check_token_limits(prepared.counts, model.max_tokens)
         quota = await self._limits.admit(
             caller.principal, caller.client_ip, model.name, prepared.total_tokens
@@ -129,6 +133,13 @@ class EmbeddingService:
             upstream_seconds=upstream_seconds,
             quota=quota,
         )
+
+    async def _prepare(self, request: EmbeddingRequest) -> Prepared:
+        """Tokenise; a large request does it on a thread (tiktoken releases the GIL), so the
+        event loop keeps serving others meanwhile."""
+        if request.token_input or sum(map(len, request.inputs)) < OFF_LOOP_CHARACTERS:
+            return prepare(request, self._tokenizer)
+        return await asyncio.to_thread(prepare, request, self._tokenizer)
 
     async def _fetch(
         self,

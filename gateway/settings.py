@@ -47,6 +47,9 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = field(default=8080, metadata=PORT)
     max_body_bytes: int = field(default=32 * 1024 * 1024, metadata=POSITIVE_INT)
+    body_timeout: float = field(default=30.0, metadata=POSITIVE)  # a stalled upload gets 408
+    # Beyond this many requests in flight per process, answer 503 + retry-after, not a queue.
+    max_concurrent_requests: int = field(default=1024, metadata=POSITIVE_INT)
     shutdown_timeout: float = field(default=30.0, metadata=NON_NEGATIVE)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -82,9 +85,9 @@ class FetchSettings:
 
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
-    base_url: str
+    base_url: str = ""  # required for type openai
     api_key: str = field(default="", repr=False)
-    type: Literal["openai"] = "openai"
+    type: Literal["openai", "local"] = "openai"  # local: a model computed in-process
     max_batch: int = field(default=2048, metadata=POSITIVE_INT)
     max_tokens_per_request: int = field(default=300_000, metadata=POSITIVE_INT)
     connect_timeout: float = field(default=5.0, metadata=POSITIVE)
@@ -304,11 +307,18 @@ def _join(path: str, key: str) -> str:
 
 
 def _check_references(settings: Settings) -> None:
+    _check_providers(settings)
     _check_deployments(settings)
     names = [key.name for key in settings.auth.keys]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise SettingsError(f"auth.keys[{i}].name: duplicate key name {name!r}")
+
+
+def _check_providers(settings: Settings) -> None:
+    for name, provider in settings.providers.items():
+        if provider.type == "openai" and not provider.base_url:
+            raise SettingsError(f"providers.{name}.base_url: is required")
 
 
 def _check_deployments(settings: Settings) -> None:
