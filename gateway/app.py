@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -143,19 +144,34 @@ def build_usage(settings: CacheSettings, client: RedisClient | None) -> UsageSto
     return RedisUsage(client, settings.key_prefix, settings.timeout)
 
 
-def build_app(settings: Settings) -> web.Application:
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Every long-lived object of one gateway process."""
+
+    settings: Settings
+    catalog: Catalog
+    metrics: Metrics
+    cache: Cache
+    limiter: Limiter
+    providers: Mapping[str, Provider]
+    background: Background
+    service: EmbeddingService
+    usage: UsageStore
+    keys: KeyRing
+
+
+def build_parts(settings: Settings) -> Parts:
     catalog = Catalog.from_settings(settings.models)
     metrics = Metrics(CollectorRegistry(), [model.name for model in catalog])
     client = redis_client(settings.cache)
     cache = InstrumentedCache(guarded(build_cache(settings.cache, client), settings.cache), metrics)
     limiter = build_limiter(settings.cache, client)
     providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
-    limits = TenantLimits(limiter, settings.limits, on_reject=metrics.rate_limited)
     background = Background()
     service = EmbeddingService(
         cache,
         build_fetcher(settings.fetch, build_router(settings.upstream, providers, metrics)),
-        limits=limits,
+        limits=TenantLimits(limiter, settings.limits, on_reject=metrics.rate_limited),
         tokenizer=Cl100k(),
         key_prefix=settings.cache.key_prefix,
         background=background,
@@ -163,34 +179,49 @@ def build_app(settings: Settings) -> web.Application:
     usage = build_usage(settings.cache, client)
     keys = KeyRing(settings.auth)
     announce_auth(keys, settings)
-    handlers = Handlers(
-        service=service,
-        catalog=catalog,
-        cache=cache,
-        keys=keys,
+    return Parts(
+        settings, catalog, metrics, cache, limiter, providers, background, service, usage, keys
+    )
+
+
+def build_handlers(parts: Parts) -> Handlers:
+    settings = parts.settings
+    return Handlers(
+        service=parts.service,
+        catalog=parts.catalog,
+        cache=parts.cache,
+        keys=parts.keys,
         auth=settings.auth,
-        accountant=Accountant(metrics, usage, background),
-        usage_store=usage,
-        registry=metrics,
+        accountant=Accountant(parts.metrics, parts.usage, parts.background),
+        usage_store=parts.usage,
+        registry=parts.metrics,
         metrics_need_token=settings.metrics.require_internal_token,
         body_timeout=settings.server.body_timeout,
     )
-    app = web.Application(
-        middlewares=[request_context(metrics, Admission(settings.server.max_concurrent_requests))],
-        client_max_size=settings.server.max_body_bytes,
-    )
-    app[BACKGROUND] = background
-    app.add_routes(handlers.routes())
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        for provider in providers.values():
+
+def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        for provider in parts.providers.values():
             await provider.start()
         yield
-        await background.drain()
-        for provider in providers.values():
+        await parts.background.drain()
+        for provider in parts.providers.values():
             await provider.close()
-        await limiter.close()
-        await cache.close()
+        await parts.limiter.close()
+        await parts.cache.close()
 
-    app.cleanup_ctx.append(lifecycle)
+    return run
+
+
+def build_app(settings: Settings) -> web.Application:
+    parts = build_parts(settings)
+    admission = Admission(settings.server.max_concurrent_requests)
+    app = web.Application(
+        middlewares=[request_context(parts.metrics, admission)],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[BACKGROUND] = parts.background
+    app.add_routes(build_handlers(parts).routes())
+    app.cleanup_ctx.append(lifecycle(parts))
     return app
