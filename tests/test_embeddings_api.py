@@ -188,7 +188,7 @@ def test_nanogpt_alias_route_serves_embeddings(stack: Stack) -> None:
 
 def test_models_are_listed_in_openai_and_nanogpt_formats(stack: Stack) -> None:
     models = client(stack).models.list()
-    assert len(models.data) == 16
+    assert len(models.data) == 17
     detailed = httpx.get(f"{stack.url}/api/v1/embedding-models").json()["data"]
     small = next(m for m in detailed if m["id"] == SMALL)
     assert small["dimensions"] == 1536

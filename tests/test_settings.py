@@ -22,9 +22,9 @@ def error_for(data: dict[str, Any]) -> str:
     return str(raised.value)
 
 
-def test_the_shipped_config_lists_sixteen_models() -> None:
+def test_the_shipped_config_lists_seventeen_models() -> None:
     settings = load(CONFIG, environ={})
-    assert len(settings.models) == 16
+    assert len(settings.models) == 17
     assert settings.cache.redis_url == ""
 
 
