@@ -10,23 +10,11 @@ import redis.asyncio
 
 from gateway.cache.breaker import BreakerCache
 from gateway.cache.redis import RedisCache
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 
 TIMEOUT = 0.1  # the inner cache's per-call timeout
 KEY, VALUE = b"gw:test:key", b"vector-bytes"
-
-
-class FakeClock:
-    """Seconds that only move when a test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

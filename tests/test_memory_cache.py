@@ -1,18 +1,11 @@
 from __future__ import annotations
 
 from gateway.cache.memory import MemoryCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 async def test_entries_expire_after_their_ttl() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     cache = MemoryCache(10, ttl_seconds=5, clock=clock)
     await cache.set_many([(b"k", b"v")])
     clock.now = 4.9
@@ -22,7 +15,7 @@ async def test_entries_expire_after_their_ttl() -> None:
 
 
 async def test_the_least_recently_used_entry_is_evicted_at_the_bound() -> None:
-    cache = MemoryCache(2, ttl_seconds=60, clock=Clock())
+    cache = MemoryCache(2, ttl_seconds=60, clock=FakeClock())
     await cache.set_many([(b"a", b"1"), (b"b", b"2")])
     await cache.get_many([b"a"])
     await cache.set_many([(b"c", b"3")])

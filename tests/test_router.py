@@ -16,25 +16,13 @@ from gateway.settings import ProviderSettings
 from gateway.upstream.openai import OpenAIProvider
 from gateway.upstream.retry import RetryPolicy
 from gateway.upstream.router import Router, deployment_order
+from tests.support.clock import FakeClock
 from tests.support.fake_upstream import FakeUpstream, vector_for
 
 NAME = "tiny"
 DIMS = 8
 SECRET = "sk-secret-test"
 TEXTS = ["hello", "world"]
-
-
-class FakeClock:
-    """Seconds that only move when a test (or the fake sleep) says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Sleeper:

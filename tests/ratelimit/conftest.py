@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
@@ -10,33 +10,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
-
-
-class FakeClock:
-    """Seconds that only move when a test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make_client(url: str) -> redis.asyncio.Redis:
     # No client-side retries: a dead server must show up at once, not after backoff.
     return redis.asyncio.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

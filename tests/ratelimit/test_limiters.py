@@ -24,7 +24,8 @@ from gateway.ratelimit import (
 )
 from gateway.ratelimit.bucket import ceil_ms
 from gateway.ratelimit.redis import load_script, parse_reply, script_args
-from tests.ratelimit.conftest import FakeClock, make_client
+from tests.ratelimit.conftest import make_client
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer, free_port
 
 MS = 1e-3  # Redis reports durations in whole milliseconds, rounded up
