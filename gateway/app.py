@@ -110,7 +110,11 @@ def build_router(
     settings: UpstreamSettings, providers: Mapping[str, Provider], metrics: Metrics
 ) -> Router:
     policy = RetryPolicy(
-        settings.max_attempts, settings.base_delay, settings.max_delay, settings.deadline
+        settings.max_attempts,
+        settings.base_delay,
+        settings.max_delay,
+        settings.deadline,
+        settings.attempt_timeout,
     )
     threshold, cooldown = settings.breaker_failure_threshold, settings.breaker_cooldown
     return Router(

@@ -43,7 +43,10 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
     if isinstance(exc, web.HTTPNotFound):
         return NotFound("Unknown request URL. Please check the URL and method.")
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(f"Method {exc.method} is not allowed for this URL.")
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return MethodNotAllowed(
+            f"Method {exc.method} is not allowed for this URL.", headers={"Allow": allowed}
+        )
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return PayloadTooLarge("The request body is too large.")
     error = InvalidRequest(exc.reason)

@@ -18,6 +18,7 @@ from gateway.tokens import MAX_TOKEN_ID
 JSON = "application/json"
 PREFIXES = {"/v1": "", "/api/v1": "NanoGPT"}  # OpenAI's paths and NanoGPT's: operationId suffix
 EMBEDDING_ERRORS = (400, 401, 403, 404, 413, 429, 502, 503, 504)
+AT_CAPACITY = 503  # admission control answers it on every route but /healthz and /readyz
 USAGE_COUNTERS = ("requests", "inputs", "cached_inputs", "tokens", "billed_tokens")
 
 Schema = dict[str, Any]
@@ -214,21 +215,21 @@ def _api_paths(prefix: str, suffix: str, security: list[dict[str, list[str]]]) -
             "get": _operation(
                 f"listModels{suffix}",
                 "OpenAI's model list",
-                {"200": _answer("Every model", _ref("ModelList"))},
+                {"200": _answer("Every model", _ref("ModelList"))} | _errors(AT_CAPACITY),
             )
         },
         f"{prefix}/embedding-models": {
             "get": _operation(
                 f"listEmbeddingModels{suffix}",
                 "NanoGPT's model list: dimensions, max tokens, pricing",
-                {"200": _answer("Every model", _ref("EmbeddingModelList"))},
+                {"200": _answer("Every model", _ref("EmbeddingModelList"))} | _errors(AT_CAPACITY),
             )
         },
         f"{prefix}/usage": {
             "get": _operation(
                 f"getUsage{suffix}",
                 "Usage and cost per key (all keys and teams for the internal token)",
-                {"200": _answer("The report", _ref("UsageReport"))} | _errors(401),
+                {"200": _answer("The report", _ref("UsageReport"))} | _errors(401, AT_CAPACITY),
                 security,
             )
         },
@@ -252,7 +253,9 @@ def _service_paths() -> Schema:
         },
         "/openapi.json": {
             "get": _operation(
-                "openapi", "This document", {"200": _answer("OpenAPI 3.1", {"type": "object"})}
+                "openapi",
+                "This document",
+                {"200": _answer("OpenAPI 3.1", {"type": "object"})} | _errors(AT_CAPACITY),
             )
         },
     }

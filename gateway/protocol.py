@@ -127,7 +127,7 @@ def _texts(items: list[Any]) -> list[str]:
 
 
 def _token_ids(item: Any) -> TokenIds:
-    if not isinstance(item, list) or not item:
+    if not isinstance(item, list) or not item or bool in set(map(type, item)):
         raise InvalidRequest(_INVALID_INPUT)
     try:
         ids = np.asarray(item)

@@ -72,6 +72,7 @@ class UpstreamSettings:
     base_delay: float = field(default=0.1, metadata=NON_NEGATIVE)  # backoff, full jitter
     max_delay: float = field(default=2.0, metadata=NON_NEGATIVE)
     deadline: float = field(default=30.0, metadata=POSITIVE)  # per request, all attempts
+    attempt_timeout: float = field(default=10.0, metadata=POSITIVE)  # per upstream call
     breaker_failure_threshold: int = field(default=5, metadata=POSITIVE_INT)
     breaker_cooldown: float = field(default=30.0, metadata=POSITIVE)
 

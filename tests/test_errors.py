@@ -72,6 +72,7 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("a boolean", {"model": SMALL, "input": True}, 400, INVALID_INPUT),
     ("empty token array", {"model": SMALL, "input": [[]]}, 400, INVALID_INPUT),
     ("float tokens", {"model": SMALL, "input": [[1.5]]}, 400, INVALID_INPUT),
+    ("a boolean among tokens", {"model": SMALL, "input": [1, True]}, 400, INVALID_INPUT),
     (
         "negative token",
         {"model": SMALL, "input": [-123]},

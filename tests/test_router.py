@@ -311,3 +311,25 @@ def test_weights_draw_the_order_and_unweighted_deployments_follow() -> None:
     assert deployment_order([fallback, a, b], lambda: next(draws)) == (a, b, fallback)
     draws = iter([0.5, 0.9])  # a 0.5, b ≈ 0.97
     assert deployment_order([fallback, a, b], lambda: next(draws)) == (b, a, fallback)
+
+
+async def test_a_hung_attempt_fails_over_after_the_attempt_timeout(
+    make_router: RouterFactory, primary: FakeUpstream, secondary: FakeUpstream
+) -> None:
+    router = make_router(policy=RetryPolicy(deadline=5.0, attempt_timeout=0.1))
+    primary.hang_next(1)
+    batch = await router.embed(BOTH, TEXTS, None)
+    assert batch.vectors.shape == (2, DIMS)
+    assert (primary.request_count, secondary.request_count) == (1, 1)
+
+
+async def test_a_deployment_with_an_open_breaker_is_a_last_resort_after_others_fail(
+    make_router: RouterFactory, primary: FakeUpstream, secondary: FakeUpstream
+) -> None:
+    router = make_router(threshold=1, policy=RetryPolicy(max_attempts=1))
+    primary.fail_next(1, 500)
+    await router.embed(BOTH, TEXTS, None)  # opens the primary's breaker; secondary answers
+    secondary.fail_next(1, 500)
+    batch = await router.embed(BOTH, TEXTS, None)
+    assert batch.vectors.shape == (2, DIMS)
+    assert (primary.request_count, secondary.request_count) == (2, 2)

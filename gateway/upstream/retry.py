@@ -22,6 +22,8 @@ class RetryPolicy:
     base_delay: float = 0.1  # seconds
     max_delay: float = 2.0  # seconds, the cap of one backoff wait
     deadline: float = 30.0  # seconds for one request: every attempt, wait and failover
+    # Seconds one attempt may take: a hung call fails over instead of eating the deadline.
+    attempt_timeout: float = 10.0
 
 
 def should_retry(error: GatewayError) -> bool:

@@ -69,6 +69,7 @@ class _Call:
     last_error: GatewayError | None = None
     last_tried: Deployment | None = None
     in_flight: Deployment | None = None
+    tried: set[Deployment] = field(default_factory=set)
 
     def rotation(self) -> list[Deployment]:
         """Every deployment, starting after the one last tried."""
@@ -126,7 +127,7 @@ class Router:
     async def _run(
         self, call: _Call, model: Model, inputs: Inputs, dimensions: int | None
     ) -> UpstreamBatch:
-        while (deployment := await self._pick(call)) is not None:
+        while (deployment := await self._pick(call) or self._last_resort(call)) is not None:
             batch = await self._attempt(call, deployment, inputs, dimensions)
             if batch is not None:
                 return batch
@@ -141,6 +142,17 @@ class Router:
             if wait > 0:
                 await self._sleep(wait)
             if self._breakers[deployment.provider].allow():
+                return deployment
+        return None
+
+    def _last_resort(self, call: _Call) -> Deployment | None:
+        """Once every healthy deployment has failed this call, one not yet tried whose breaker
+        is open gets a single attempt: better a likely failure than a certain one. A call that
+        found every breaker open tries none (the 503 protects a dead provider)."""
+        if call.last_tried is None:
+            return None
+        for deployment in call.order:
+            if deployment not in call.tried and self._breakers[deployment.provider].state == "open":
                 return deployment
         return None
 
@@ -163,7 +175,13 @@ class Router:
         call.in_flight = deployment
         started = time.perf_counter()
         try:
-            batch = await provider.embed(deployment.upstream_model, inputs, dimensions)
+            async with asyncio.timeout(self._policy.attempt_timeout):
+                batch = await provider.embed(deployment.upstream_model, inputs, dimensions)
+        except TimeoutError:
+            error = UpstreamTimeout(f"upstream provider {deployment.provider} timed out")
+            self._record(deployment, error.status, started, len(inputs))
+            self._failed(call, deployment, error)
+            return None
         except GatewayError as error:
             self._record(deployment, error.status, started, len(inputs))
             self._failed(call, deployment, error)
@@ -177,6 +195,7 @@ class Router:
         self._observe(deployment.provider, deployment.upstream_model, status, seconds, inputs)
 
     def _count(self, call: _Call, deployment: Deployment) -> None:
+        call.tried.add(deployment)
         self.attempts += 1
         if call.last_tried is not None:
             self.retries += 1
