@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 
 import redis
 
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
 
 
 def cluster_supported() -> str | None:
@@ -18,10 +19,30 @@ def cluster_supported() -> str | None:
     return None
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is a valid, free port too."""
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535 and _is_free(port + 10000):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class RedisCluster:
     def __init__(self, nodes: int = 3) -> None:
         self.nodes = [
-            RedisServer(extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"))
+            RedisServer(
+                port=cluster_port(),
+                extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
+            )
             for _ in range(nodes)
         ]
 
@@ -30,6 +51,13 @@ class RedisCluster:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
