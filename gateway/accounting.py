@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.background import Background
 from gateway.catalog import Model
 from gateway.metrics import Metrics
 from gateway.service import Caller, EmbeddingResult
-from gateway.usage import UsageRecord, UsageStore
+from gateway.usage import UsageBuffer, UsageRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +29,9 @@ def usd(amount: float) -> str:
 
 
 class Accountant:
-    def __init__(self, metrics: Metrics, usage: UsageStore, background: Background) -> None:
+    def __init__(self, metrics: Metrics, usage: UsageBuffer) -> None:
         self._metrics = metrics
         self._usage = usage
-        self._background = background
 
     def record(self, caller: Caller, model: Model, result: EmbeddingResult) -> Charge:
         charge = Charge(model.cost_usd(result.miss_tokens), model.cost_usd(result.saved_tokens))
@@ -51,5 +49,5 @@ class Accountant:
             "tokens": result.prompt_tokens,
             "billed_tokens": result.miss_tokens,
         }
-        self._background.spawn(self._usage.record(UsageRecord(key, team, model.name, counts)))
+        self._usage.add(UsageRecord(key, team, model.name, counts))
         return charge

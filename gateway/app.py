@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ from gateway.upstream.local import LocalProvider
 from gateway.upstream.openai import OpenAIProvider
 from gateway.upstream.retry import RetryPolicy
 from gateway.upstream.router import Router
-from gateway.usage import MemoryUsage, RedisUsage, UsageStore
+from gateway.usage import MemoryUsage, RedisUsage, UsageBuffer, UsageStore
 
 log = logging.getLogger("gateway")
 
@@ -160,7 +162,7 @@ class Parts:
     providers: Mapping[str, Provider]
     background: Background
     service: EmbeddingService
-    usage: UsageStore
+    usage: UsageBuffer
     keys: KeyRing
 
 
@@ -180,7 +182,7 @@ def build_parts(settings: Settings) -> Parts:
         key_prefix=settings.cache.key_prefix,
         background=background,
     )
-    usage = build_usage(settings.cache, client)
+    usage = UsageBuffer(build_usage(settings.cache, client))
     keys = KeyRing(settings.auth)
     announce_auth(keys, settings)
     return Parts(
@@ -196,7 +198,7 @@ def build_handlers(parts: Parts) -> Handlers:
         cache=parts.cache,
         keys=parts.keys,
         auth=settings.auth,
-        accountant=Accountant(parts.metrics, parts.usage, parts.background),
+        accountant=Accountant(parts.metrics, parts.usage),
         usage_store=parts.usage,
         registry=parts.metrics,
         metrics_need_token=settings.metrics.require_internal_token,
@@ -208,8 +210,13 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
         for provider in parts.providers.values():
             await provider.start()
+        flusher = asyncio.get_running_loop().create_task(parts.usage.run())
         yield
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
         await parts.background.drain()
+        await parts.usage.flush()
         for provider in parts.providers.values():
             await provider.close()
         await parts.limiter.close()

@@ -19,7 +19,7 @@ from gateway.metrics import Metrics
 from gateway.middleware import FACTS
 from gateway.service import Caller, EmbeddingResult, EmbeddingService
 from gateway.settings import AuthSettings
-from gateway.usage import UsageStore, report
+from gateway.usage import UsageBuffer, report
 
 JSON = "application/json"
 
@@ -42,7 +42,7 @@ class Handlers:
     keys: KeyRing
     auth: AuthSettings
     accountant: Accountant
-    usage_store: UsageStore
+    usage_store: UsageBuffer
     registry: Metrics
     metrics_need_token: bool
     body_timeout: float

@@ -33,23 +33,69 @@ Counts = dict[str, int]
 Table = dict[tuple[str, str, str], Counts]  # (key, team, model) -> counts
 
 
+def _new_table() -> Table:
+    return defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+
+
+def merge_into(table: Table, key: tuple[str, str, str], counts: Mapping[str, int]) -> None:
+    row = table[key]
+    for name, value in counts.items():
+        row[name] += value
+
+
 class UsageStore(Protocol):
-    async def record(self, record: UsageRecord) -> None: ...
+    async def add(self, delta: Table) -> bool: ...  # False: not written, try again later
 
     async def table(self) -> Table: ...
 
 
 class MemoryUsage:
     def __init__(self) -> None:
-        self._table: Table = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+        self._table = _new_table()
 
-    async def record(self, record: UsageRecord) -> None:
-        counts = self._table[(record.key, record.team, record.model)]
-        for name, value in record.counts.items():
-            counts[name] += value
+    async def add(self, delta: Table) -> bool:
+        for key, counts in delta.items():
+            merge_into(self._table, key, counts)
+        return True
 
     async def table(self) -> Table:
         return {k: dict(v) for k, v in self._table.items()}
+
+
+class UsageBuffer:
+    """Sums usage in memory and hands it to the store about once a second, in one write, so the
+    request path does no I/O for it. A crash loses at most one interval of this instance's
+    usage; a failed write is kept and retried with the next one."""
+
+    def __init__(self, store: UsageStore, interval: float = 1.0) -> None:
+        self._store = store
+        self._interval = interval
+        self._pending = _new_table()
+
+    def add(self, record: UsageRecord) -> None:
+        merge_into(self._pending, (record.key, record.team, record.model), record.counts)
+
+    async def flush(self) -> None:
+        delta, self._pending = self._pending, _new_table()
+        if not delta:
+            return
+        written = False
+        try:
+            written = await self._store.add(delta)
+        finally:  # failed or cancelled: keep the counts for the next write
+            if not written:
+                for key, counts in delta.items():
+                    merge_into(self._pending, key, counts)
+
+    async def table(self) -> Table:
+        await self.flush()
+        return await self._store.table()
+
+    async def run(self) -> None:
+        """Flush every interval until cancelled (the app's lifecycle cancels, then flushes)."""
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
 
 
 class RedisUsage:
@@ -63,17 +109,19 @@ class RedisUsage:
     def _hash(self, key: str, team: str) -> str:
         return f"{self._prefix}{key}\x1f{team}"
 
-    async def record(self, record: UsageRecord) -> None:
+    async def add(self, delta: Table) -> bool:
         pipe = self._client.pipeline(transaction=False)
-        name = self._hash(record.key, record.team)
-        for field, value in record.counts.items():
-            if value:
-                pipe.hincrby(name, f"{record.model}\x1f{field}", value)
+        for (key, team, model), counts in delta.items():
+            for field, value in counts.items():
+                if value:
+                    pipe.hincrby(self._hash(key, team), f"{model}\x1f{field}", value)
         try:
             async with asyncio.timeout(self._timeout * 4):
                 await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("usage write failed: %s", type(exc).__name__)
+            log.warning("usage write failed, kept for the next one: %s", type(exc).__name__)
+            return False
+        return True
 
     async def table(self) -> Table:
         names = [name async for name in self._client.scan_iter(match=f"{self._prefix}*")]
@@ -87,7 +135,7 @@ class RedisUsage:
 def _table_from_hashes(
     names: Sequence[Any], hashes: Sequence[dict[bytes, bytes]], skip: int
 ) -> Table:
-    table: Table = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+    table = _new_table()
     for name, fields in zip(names, hashes, strict=True):
         key, _, team = _text(name)[skip:].partition("\x1f")
         for field, value in fields.items():
