@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from gateway.errors import InvalidRequest, TokensPerRequestExceeded
 from gateway.keys import TEXT, TOKEN_IDS
 from gateway.protocol import EmbeddingRequest
@@ -53,11 +51,10 @@ def _from_token_ids(arrays: Sequence[TokenIds], cl100k: bool, tokenizer: Cl100k)
 
 
 def _from_texts(texts: Sequence[str], cl100k: bool, tokenizer: Cl100k) -> Prepared:
-    encoded = tokenizer.encode_many(texts)
-    counts = [len(ids) for ids in encoded]
+    encoded = tokenizer.ids_bytes_many(texts)
+    counts = [len(ids) // 4 for ids in encoded]
     if cl100k:
-        canonical = [np.array(ids, dtype="<u4").tobytes() for ids in encoded]
-        return Prepared(TOKEN_IDS, canonical, counts, texts)
+        return Prepared(TOKEN_IDS, encoded, counts, texts)
     return Prepared(TEXT, [text.encode() for text in texts], counts, texts)
 
 

@@ -84,6 +84,8 @@ class Handlers:
         return web.Response(body=body, content_type=JSON, headers=headers)
 
     async def _body(self, request: web.Request) -> bytes:
+        if request.content.is_eof():  # already all here: no timer needed
+            return await request.read()
         try:
             async with asyncio.timeout(self.body_timeout):
                 return await request.read()
