@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -82,6 +83,7 @@ def mark_worker_dead(pid: int, directory: str | None = None) -> None:
 class Metrics:
     def __init__(self, registry: CollectorRegistry, known_models: Iterable[str]) -> None:
         self._known = frozenset(known_models)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._edge_metrics(registry)
         self._backend_metrics(registry)
         self._scrape = multiprocess_registry() if multiprocess_active() else registry
@@ -147,14 +149,23 @@ class Metrics:
             buckets=CACHE_BUCKETS,
         )
 
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: labels() takes a lock and builds a tuple on
+        every call, and these run on every request. Label sets are bounded (see above)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def model(self, name: str) -> str:
         """The model's label value: its name if configured, "" for none, else "other"."""
         return name if name in self._known or not name else OTHER_MODEL
 
     def request(self, route: str, model: str, status: int | str, seconds: float) -> None:
         model = self.model(model)
-        self._requests.labels(route, model, str(status)).inc()
-        self._request_seconds.labels(route, model).observe(seconds)
+        self._child(self._requests, route, model, str(status)).inc()
+        self._child(self._request_seconds, route, model).observe(seconds)
 
     def inputs(
         self, model: str, hits: int, misses: int, coalesced: int = 0, deduplicated: int = 0
@@ -165,34 +176,34 @@ class Metrics:
         model = self.model(model)
         counts = {"hit": hits, "miss": misses, "coalesced": coalesced, "deduplicated": deduplicated}
         for result, count in counts.items():
-            self._inputs.labels(model, result).inc(count)
+            self._child(self._inputs, model, result).inc(count)
 
     def tokens(self, model: str, key: str, team: str, hit_tokens: int, miss_tokens: int) -> None:
         model = self.model(model)
-        self._tokens.labels(model, key, team, "hit").inc(hit_tokens)
-        self._tokens.labels(model, key, team, "miss").inc(miss_tokens)
+        self._child(self._tokens, model, key, team, "hit").inc(hit_tokens)
+        self._child(self._tokens, model, key, team, "miss").inc(miss_tokens)
 
     def cost(self, model: str, key: str, team: str, spent_usd: float, saved_usd: float) -> None:
         model = self.model(model)
-        self._cost.labels(model, key, team).inc(spent_usd)
-        self._saved.labels(model, key, team).inc(saved_usd)
+        self._child(self._cost, model, key, team).inc(spent_usd)
+        self._child(self._saved, model, key, team).inc(saved_usd)
 
     def upstream_call(
         self, provider: str, model: str, status: int | str, seconds: float, inputs: int
     ) -> None:
         model = self.model(model)
-        self._upstream.labels(provider, model, str(status)).inc()
-        self._upstream_seconds.labels(provider, model).observe(seconds)
-        self._upstream_inputs.labels(provider, model).inc(inputs)
+        self._child(self._upstream, provider, model, str(status)).inc()
+        self._child(self._upstream_seconds, provider, model).observe(seconds)
+        self._child(self._upstream_inputs, provider, model).inc(inputs)
 
     def rate_limited(self, scope: str, key: str) -> None:
-        self._rate_limited.labels(scope, key).inc()
+        self._child(self._rate_limited, scope, key).inc()
 
     def cache_error(self, op: str) -> None:
-        self._cache_errors.labels(op).inc()
+        self._child(self._cache_errors, op).inc()
 
     def cache_duration(self, op: str, seconds: float) -> None:
-        self._cache_seconds.labels(op).observe(seconds)
+        self._child(self._cache_seconds, op).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its Content-Type (it carries a charset: set it as a header)."""

@@ -29,10 +29,9 @@ class RedisCache:
         self.errors = 0
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        try:
-            async with asyncio.timeout(self._timeout):
-                values = await self._mget(keys)
-                return values  # type: ignore[return-value]
+        try:  # the client's socket timeout (cache.timeout) bounds this call
+            values = await self._mget(keys)
+            return values  # type: ignore[return-value]
         except _FAILURES as exc:
             self._failed("read", exc)
             return [None] * len(keys)
