@@ -32,7 +32,9 @@ from gateway.metrics import Metrics
 from gateway.microbatch import MicroBatchingFetcher
 from gateway.middleware import Admission, request_context
 from gateway.quota import TenantLimits
-from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from gateway.ratelimit import Limiter
+from gateway.ratelimit.memory import MemoryLimiter
+from gateway.ratelimit.redis import RedisLimiter
 from gateway.service import EmbeddingService
 from gateway.settings import (
     CacheSettings,

@@ -11,11 +11,15 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.auth import Principal
 from gateway.errors import RateLimited
-from gateway.ratelimit import BucketRequest, Decision, Limit, Limiter, go_duration
+from gateway.ratelimit.bucket import BucketRequest, Decision, Limit, go_duration
 from gateway.settings import LimitSettings, RateLimitSettings
+
+if TYPE_CHECKING:  # the protocol only: this module stays free of redis
+    from gateway.ratelimit import Limiter
 
 
 @dataclass(frozen=True, slots=True)

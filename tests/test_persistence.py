@@ -3,6 +3,7 @@ nothing but cache hits."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -51,5 +52,22 @@ def test_requests_succeed_from_upstream_while_redis_is_down(
         assert (first.status_code, second.status_code) == (200, 200)
         assert second.json() == first.json()
         assert httpx.get(f"{stack.url}/readyz").status_code == 503
+    finally:
+        stack.close()
+
+
+def test_the_cache_works_again_after_redis_restarts(
+    background: BackgroundLoop, own_redis: RedisServer
+) -> None:
+    config = {"cache": {"breaker_cooldown": 0.1, "timeout": 0.1}}
+    stack = Stack(background, own_redis.url, config)
+    try:
+        own_redis.kill()
+        assert [post(stack).status_code for _ in range(5)] == [200] * 5
+        own_redis.start()  # an empty Redis on the same port
+        time.sleep(0.2)  # the breaker's real cooldown: this test runs a real process
+        post(stack)
+        stack.drain()
+        assert post(stack).headers["x-cache"] == "HIT"
     finally:
         stack.close()

@@ -17,7 +17,7 @@ from gateway.catalog import Catalog, Model
 from gateway.fetch import ChunkedFetcher
 from gateway.protocol import parse_embedding_request
 from gateway.quota import TenantLimits
-from gateway.ratelimit import MemoryLimiter
+from gateway.ratelimit.memory import MemoryLimiter
 from gateway.service import Caller, EmbeddingService
 from gateway.settings import LimitSettings, RateLimitSettings, load
 from gateway.tokens import Cl100k

@@ -9,7 +9,9 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from gateway.ratelimit import Limiter
+from gateway.ratelimit.memory import MemoryLimiter
+from gateway.ratelimit.redis import RedisLimiter
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 

@@ -18,12 +18,11 @@ from gateway.ratelimit import (
     Decision,
     Limit,
     Limiter,
-    MemoryLimiter,
-    RedisLimiter,
     decide,
 )
 from gateway.ratelimit.bucket import ceil_ms
-from gateway.ratelimit.redis import load_script, parse_reply, script_args
+from gateway.ratelimit.memory import MemoryLimiter
+from gateway.ratelimit.redis import RedisLimiter, load_script, parse_reply, script_args
 from tests.ratelimit.conftest import make_client
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer, free_port

@@ -1,0 +1,33 @@
+"""The pure core imports no I/O library: it stays small, fast and testable on plain data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+PURE = [
+    "gateway.protocol",
+    "gateway.keys",
+    "gateway.codec",
+    "gateway.batching",
+    "gateway.catalog",
+    "gateway.settings",
+    "gateway.auth",
+    "gateway.quota",
+    "gateway.canonical",
+    "gateway.ratelimit.bucket",
+    "gateway.upstream.retry",
+    "gateway.breaker",
+]
+
+
+def test_pure_modules_import_no_aiohttp_redis_or_prometheus() -> None:
+    probe = (
+        f"import sys; import {', '.join(PURE)}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'aiohttp', 'redis', 'prometheus_client'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
