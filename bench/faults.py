@@ -7,7 +7,7 @@ vector against the fake upstream's deterministic one. Phases:
 
     redis     Redis killed a third of the way in, restarted at two thirds
     errors    the upstream answers 30% of calls with 500 or 429
-    hangs     some upstream calls never answer (deadline 1 s, read timeout as shipped: 60 s)
+    hangs     some upstream calls never answer (deadline 1 s; an attempt gets at most half)
     hangs+rt  the same, with a per-call read timeout (0.3 s) the router can retry after
 
 Wrong vectors must be 0. Failed requests are listed by status; "conn" is a client-side error.

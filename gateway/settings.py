@@ -73,8 +73,10 @@ class UpstreamSettings:
     max_delay: float = field(default=2.0, metadata=NON_NEGATIVE)
     deadline: float = field(default=30.0, metadata=POSITIVE)  # per request, all attempts
     attempt_timeout: float = field(default=10.0, metadata=POSITIVE)  # per upstream call
-    breaker_failure_threshold: int = field(default=5, metadata=POSITIVE_INT)
-    breaker_cooldown: float = field(default=30.0, metadata=POSITIVE)
+    # Consecutive failures: 10 keeps a flaky deployment (30% errors) in play while a dead one
+    # is skipped after 10 calls.
+    breaker_failure_threshold: int = field(default=10, metadata=POSITIVE_INT)
+    breaker_cooldown: float = field(default=10.0, metadata=POSITIVE)
 
 
 @dataclass(frozen=True, slots=True)

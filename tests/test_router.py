@@ -258,7 +258,7 @@ async def test_a_hanging_upstream_is_cut_at_the_deadline(
     make_router: RouterFactory, primary: FakeUpstream
 ) -> None:
     router = make_router(policy=RetryPolicy(deadline=0.1))
-    primary.hang_next(1)
+    primary.hang_next(100)
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout) as raised:
         await router.embed(ONLY_PRIMARY, TEXTS, None)
@@ -282,7 +282,7 @@ SCRIPTS: dict[str, Callable[[FakeUpstream], None]] = {
     "400": lambda fake: fake.fail_next(1, 400),
     "401": lambda fake: fake.fail_next(100, 401),
     "drop": lambda fake: fake.drop_next(100),
-    "hang": lambda fake: fake.hang_next(1),
+    "hang": lambda fake: fake.hang_next(100),
 }
 
 

@@ -100,6 +100,8 @@ class Router:
         self._random = random
         factory = breaker_factory or (lambda _name: CircuitBreaker(clock=clock))
         self._breakers = {name: factory(name) for name in self._providers}
+        # At most half the deadline, so a hung attempt always leaves time to fail over.
+        self._attempt_timeout = min(policy.attempt_timeout, policy.deadline / 2)
         self.attempts = 0
         self.retries = 0
         self.failovers = 0
@@ -175,7 +177,7 @@ class Router:
         call.in_flight = deployment
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._policy.attempt_timeout):
+            async with asyncio.timeout(self._attempt_timeout):
                 batch = await provider.embed(deployment.upstream_model, inputs, dimensions)
         except TimeoutError:
             error = UpstreamTimeout(f"upstream provider {deployment.provider} timed out")
