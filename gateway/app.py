@@ -21,6 +21,7 @@ from gateway.background import Background
 from gateway.breaker import CircuitBreaker
 from gateway.cache import Cache
 from gateway.cache.breaker import BreakerCache
+from gateway.cache.fastread import FastReader
 from gateway.cache.instrumented import InstrumentedCache
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache, RedisClient
@@ -78,7 +79,10 @@ def redis_client(settings: CacheSettings) -> RedisClient | None:
 def build_cache(settings: CacheSettings, client: RedisClient | None) -> Cache:
     if client is not None:
         log.info("cache: redis (entries expire after %d s)", settings.ttl_seconds)
-        return RedisCache(client, settings.ttl_seconds, settings.timeout)
+        reader = None
+        if settings.redis_url.startswith("redis://"):  # one plain-TCP Redis: the fast read path
+            reader = FastReader(settings.redis_url, settings.timeout)
+        return RedisCache(client, settings.ttl_seconds, settings.timeout, reader)
     log.info(
         "cache: in-process memory, at most %d entries (set REDIS_URL to share a Redis cache)",
         settings.memory_max_entries,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
+
+from gateway.cache.fastread import FastReader
 
 log = logging.getLogger("gateway.cache")
 
@@ -21,17 +24,29 @@ RedisClient = aioredis.Redis | RedisCluster
 class RedisCache:
     name = "redis"
 
-    def __init__(self, client: RedisClient, ttl_seconds: int, timeout: float) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        ttl_seconds: int,
+        timeout: float,
+        reader: FastReader | None = None,
+    ) -> None:
         self._client = client
-        self._mget = client.mget_nonatomic if isinstance(client, RedisCluster) else client.mget
+        self._reader = reader
+        if reader is not None:
+            self._mget: Callable[[Sequence[bytes]], Awaitable[list[Any]]] = reader.mget
+        elif isinstance(client, RedisCluster):
+            self._mget = client.mget_nonatomic
+        else:
+            self._mget = client.mget
         self._ttl = ttl_seconds
         self._timeout = timeout
         self.errors = 0
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        try:  # the client's socket timeout (cache.timeout) bounds this call
-            values = await self._mget(keys)
-            return values  # type: ignore[return-value]
+        try:  # a timeout of cache.timeout bounds this call (the reader's or the socket's)
+            values: list[bytes | None] = await self._mget(keys)
+            return values
         except _FAILURES as exc:
             self._failed("read", exc)
             return [None] * len(keys)
@@ -56,6 +71,8 @@ class RedisCache:
             return False
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         await self._client.aclose()
 
     def _failed(self, op: str, exc: BaseException) -> None:
