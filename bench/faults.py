@@ -30,11 +30,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.stack import upstream_only_config
 from gateway.app import build_app
-from gateway.settings import Settings, expand_env, parse
+from gateway.settings import Settings, parse
 from tests.support.background import BackgroundLoop
 from tests.support.fake_upstream import FakeUpstream, Vector, vector_for
 from tests.support.redis_server import RedisServer
@@ -59,19 +59,7 @@ Event = tuple[float, Callable[[], None]]  # (seconds into the phase, blocking ac
 
 def gateway_raw(upstream_url: str, redis_url: str) -> dict[str, Any]:
     """config.yaml, minus in-process models, pointed at the bench's upstream and Redis."""
-    raw: dict[str, Any] = expand_env(yaml.safe_load(CONFIG.read_text(encoding="utf-8")), {})
-    local = {name for name, spec in raw["providers"].items() if spec.get("type") == "local"}
-    raw["providers"] = {
-        name: {**spec, "base_url": upstream_url, "api_key": "sk-faults-upstream"}
-        for name, spec in raw["providers"].items()
-        if name not in local
-    }
-    raw["models"] = {
-        name: spec
-        for name, spec in raw["models"].items()
-        if not {d["provider"] for d in spec["deployments"]} & local
-    }
-    raw["cache"]["redis_url"] = redis_url
+    raw = upstream_only_config(upstream_url, redis_url, "sk-faults-upstream")
     raw["upstream"] |= {"deadline": DEADLINE, "base_delay": 0.02, "max_delay": 0.2}
     return raw
 

@@ -40,16 +40,14 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def gateway_config(upstream_url: str, redis_url: str) -> dict[str, Any]:
-    """The shipped config.yaml, pointed at the bench's upstream and Redis, auth on, quiet logs.
-
-    The in-process `local` provider (and the models deployed only on it) is left out: loading
-    its model in every worker would slow startup and measure nothing here.
-    """
+def upstream_only_config(upstream_url: str, redis_url: str, api_key: str) -> dict[str, Any]:
+    """The shipped config.yaml pointed at a fake upstream and a Redis. The in-process `local`
+    provider (and the models deployed only on it) is left out: loading its model would slow
+    startup and measure nothing here."""
     raw: dict[str, Any] = expand_env(yaml.safe_load(CONFIG.read_text(encoding="utf-8")), {})
     local = {name for name, spec in raw["providers"].items() if spec.get("type") == "local"}
     raw["providers"] = {
-        name: {**spec, "base_url": upstream_url, "api_key": "sk-bench-upstream"}
+        name: {**spec, "base_url": upstream_url, "api_key": api_key}
         for name, spec in raw["providers"].items()
         if name not in local
     }
@@ -59,6 +57,12 @@ def gateway_config(upstream_url: str, redis_url: str) -> dict[str, Any]:
         if not {d["provider"] for d in spec["deployments"]} & local
     }
     raw["cache"]["redis_url"] = redis_url
+    return raw
+
+
+def gateway_config(upstream_url: str, redis_url: str) -> dict[str, Any]:
+    """The bench's config: upstream only, auth on, quiet logs."""
+    raw = upstream_only_config(upstream_url, redis_url, "sk-bench-upstream")
     raw["server"]["log_level"] = "warning"
     raw["auth"]["keys"] = [{"name": "bench", "sha256": hash_key(BENCH_KEY)}]
     raw["auth"]["internal_token"] = INTERNAL_TOKEN
