@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.background import BackgroundLoop
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.redis_server import free_port
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.stack import write_config
 
 SMALL = "text-embedding-3-small"
@@ -116,3 +117,37 @@ def test_sigterm_lets_an_in_flight_request_finish(upstream: FakeUpstream, tmp_pa
     assert stop(gateway) == 0
     thread.join()
     assert result == [200]
+
+
+def metric_sum(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return sum(
+        s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name
+    )
+
+
+def test_across_two_workers_metrics_usage_and_headers_agree(
+    upstream: FakeUpstream, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushdb()
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", upstream.base_url, redis_server.url)
+    gateway = start_gateway(config, port, 2)
+    try:
+        spent = saved = 0.0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/v1") as client:
+            for i in range(30):  # repeated and new inputs, on fresh connections
+                body = {"model": SMALL, "input": [f"text {i % 7}", f"text {i % 3} more"]}
+                response = client.post("/embeddings", json=body, headers={"Connection": "close"})
+                spent += float(response.headers["x-gateway-cost-usd"])
+                saved += float(response.headers["x-gateway-saved-usd"])
+            time.sleep(1.5)  # the workers write usage counters once a second
+            rows = [m for k in client.get("/usage").json()["keys"] for m in k["models"]]
+        assert sum(r["cost_usd"] for r in rows) == pytest.approx(spent)
+        assert sum(r["saved_usd"] for r in rows) == pytest.approx(saved)
+        assert sum(r["requests"] for r in rows) == 30
+        assert metric_sum(port, "gateway_cost_usd_total") == pytest.approx(spent)
+        assert metric_sum(port, "gateway_cost_saved_usd_total") == pytest.approx(saved)
+    finally:
+        assert stop(gateway) == 0
