@@ -19,6 +19,15 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that kill or restart it."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def background() -> Iterator[BackgroundLoop]:
     with BackgroundLoop() as loop:
         yield loop

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
@@ -18,21 +18,13 @@ KEY, VALUE = b"gw:test:key", b"vector-bytes"
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    started = RedisServer()
-    started.start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-async def inner(server: RedisServer) -> AsyncIterator[RedisCache]:
-    client = redis.asyncio.from_url(server.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+async def inner(own_redis: RedisServer) -> AsyncIterator[RedisCache]:
+    client = redis.asyncio.from_url(own_redis.url, socket_timeout=0.2, socket_connect_timeout=0.2)
     cache = RedisCache(client, ttl_seconds=60, timeout=TIMEOUT)
     yield cache
     await cache.close()
@@ -43,8 +35,8 @@ def cache(inner: RedisCache, clock: FakeClock) -> BreakerCache:
     return BreakerCache(inner, failure_threshold=3, cooldown=2.0, clock=clock)
 
 
-async def trip(cache: BreakerCache, server: RedisServer) -> None:
-    server.kill()
+async def trip(cache: BreakerCache, own_redis: RedisServer) -> None:
+    own_redis.kill()
     for _ in range(3):
         assert await cache.get_many([KEY]) == [None]
     assert cache.state == "open"
@@ -56,42 +48,44 @@ async def test_it_passes_reads_and_writes_through_while_redis_works(cache: Break
     assert (cache.state, cache.errors, cache.name) == ("closed", 0, "redis")
 
 
-async def test_it_opens_after_three_failed_calls(cache: BreakerCache, server: RedisServer) -> None:
-    await trip(cache, server)
+async def test_it_opens_after_three_failed_calls(
+    cache: BreakerCache, own_redis: RedisServer
+) -> None:
+    await trip(cache, own_redis)
     assert cache.errors == 3
 
 
 async def test_an_open_breaker_answers_misses_without_waiting_for_redis(
-    cache: BreakerCache, server: RedisServer
+    cache: BreakerCache, own_redis: RedisServer
 ) -> None:
-    await trip(cache, server)
+    await trip(cache, own_redis)
     started = time.perf_counter()
     assert await cache.get_many([KEY, KEY]) == [None, None]
     assert time.perf_counter() - started < TIMEOUT / 10
     assert cache.errors == 3  # the inner cache was not asked
 
 
-async def test_an_open_breaker_skips_writes(cache: BreakerCache, server: RedisServer) -> None:
-    await trip(cache, server)
+async def test_an_open_breaker_skips_writes(cache: BreakerCache, own_redis: RedisServer) -> None:
+    await trip(cache, own_redis)
     await cache.set_many([(KEY, VALUE)])
     assert (cache.errors, cache.skipped) == (3, 1)
 
 
 async def test_it_stays_open_until_the_cooldown_even_when_redis_is_back(
-    cache: BreakerCache, inner: RedisCache, server: RedisServer, clock: FakeClock
+    cache: BreakerCache, inner: RedisCache, own_redis: RedisServer, clock: FakeClock
 ) -> None:
-    await trip(cache, server)
-    server.start()
+    await trip(cache, own_redis)
+    own_redis.start()
     await inner.set_many([(KEY, VALUE)])
     clock.advance(1.9)
     assert await cache.get_many([KEY]) == [None]
 
 
 async def test_it_recovers_after_the_cooldown_once_redis_is_back(
-    cache: BreakerCache, server: RedisServer, clock: FakeClock
+    cache: BreakerCache, own_redis: RedisServer, clock: FakeClock
 ) -> None:
-    await trip(cache, server)
-    server.start()
+    await trip(cache, own_redis)
+    own_redis.start()
     clock.advance(2.0)
     await cache.set_many([(KEY, VALUE)])  # the probe
     assert cache.state == "closed"
@@ -99,16 +93,16 @@ async def test_it_recovers_after_the_cooldown_once_redis_is_back(
 
 
 async def test_a_failed_probe_keeps_it_open(
-    cache: BreakerCache, server: RedisServer, clock: FakeClock
+    cache: BreakerCache, own_redis: RedisServer, clock: FakeClock
 ) -> None:
-    await trip(cache, server)
+    await trip(cache, own_redis)
     clock.advance(2.0)
     assert await cache.get_many([KEY]) == [None]
     assert (cache.state, cache.errors) == ("open", 4)
 
 
-async def test_ping_always_asks_redis(cache: BreakerCache, server: RedisServer) -> None:
-    await trip(cache, server)
+async def test_ping_always_asks_redis(cache: BreakerCache, own_redis: RedisServer) -> None:
+    await trip(cache, own_redis)
     assert not await cache.ping()
-    server.start()
+    own_redis.start()
     assert await cache.ping()

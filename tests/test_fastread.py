@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
@@ -15,18 +15,10 @@ from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    started = RedisServer()
-    started.start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-async def reader(server: RedisServer) -> AsyncIterator[FastReader]:
-    async with redis.asyncio.from_url(server.url) as client:
+async def reader(own_redis: RedisServer) -> AsyncIterator[FastReader]:
+    async with redis.asyncio.from_url(own_redis.url) as client:
         await client.mset({b"a": b"1", b"b": b"2"})
-    fast = FastReader(server.url, timeout=1.0)
+    fast = FastReader(own_redis.url, timeout=1.0)
     yield fast
     fast.close()
 
@@ -40,27 +32,27 @@ async def test_concurrent_reads_pipeline_on_one_connection(reader: FastReader) -
     assert results == [[b"1", b"2"] if i % 2 == 0 else [b"2"] for i in range(50)]
 
 
-async def test_an_error_reply_raises(reader: FastReader, server: RedisServer) -> None:
+async def test_an_error_reply_raises(reader: FastReader, own_redis: RedisServer) -> None:
     with pytest.raises(RedisError):
         await reader._call("NO-SUCH-COMMAND")
     assert await reader.mget([b"a"]) == [b"1"]
 
 
 async def test_a_dead_server_raises_and_the_reader_reconnects_after_it_returns(
-    reader: FastReader, server: RedisServer
+    reader: FastReader, own_redis: RedisServer
 ) -> None:
     assert await reader.mget([b"a"]) == [b"1"]
-    server.kill()
+    own_redis.kill()
     with pytest.raises((RedisConnectionError, TimeoutError)):
         await reader.mget([b"a"])
-    server.start()
+    own_redis.start()
     assert await reader.mget([b"a"]) == [None]  # a fresh, empty server
 
 
-async def test_a_database_number_in_the_url_is_selected(server: RedisServer) -> None:
-    async with redis.asyncio.from_url(server.url.replace("/0", "/3")) as client:
+async def test_a_database_number_in_the_url_is_selected(own_redis: RedisServer) -> None:
+    async with redis.asyncio.from_url(own_redis.url.replace("/0", "/3")) as client:
         await client.set(b"k", b"db3")
-    fast = FastReader(server.url.replace("/0", "/3"), timeout=1.0)
+    fast = FastReader(own_redis.url.replace("/0", "/3"), timeout=1.0)
     try:
         assert await fast.mget([b"k"]) == [b"db3"]
     finally:

@@ -4,24 +4,14 @@ nothing but cache hits."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from tests.support.background import BackgroundLoop
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
 
 BODY = {"model": "text-embedding-3-small", "input": ["kept", "across", "restarts"]}
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def post(stack: Stack) -> httpx.Response:
