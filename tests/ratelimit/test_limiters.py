@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -201,27 +201,19 @@ async def test_idle_buckets_expire_once_they_would_be_full(
     assert 0 < await redis_client.pttl("t:fast") <= 1000  # never under a second
 
 
-@pytest.fixture
-async def doomed_server() -> AsyncIterator[RedisServer]:
-    server = RedisServer()  # its own server: killing it must not disturb other tests
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_a_dead_redis_falls_back_to_memory_until_it_returns(
-    doomed_server: RedisServer, clock: FakeClock
+    own_redis: RedisServer, clock: FakeClock
 ) -> None:
-    client = make_client(doomed_server.url)
+    client = make_client(own_redis.url)
     fallback = MemoryLimiter(clock=clock)
     limiter = RedisLimiter(client, clock=clock, fallback=fallback, timeout=1.0)
     limit = Limit(rate=1, burst=2)
     assert (await take(limiter, req("ip", limit))).allowed
-    doomed_server.kill()
+    own_redis.kill()
     outcomes = [(await take(limiter, req("ip", limit))).allowed for _ in range(3)]
     assert outcomes == [True, True, False]  # the fallback's own bucket, not Redis's
     assert limiter.fallbacks == 3
-    doomed_server.restart()
+    own_redis.restart()
     assert (await take(limiter, req("ip", limit))).remaining == 1  # a fresh, empty Redis
     assert limiter.fallbacks == 3
     assert await client.exists("gw:rl:ip") == 1

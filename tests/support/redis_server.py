@@ -32,6 +32,13 @@ class RedisServer:
         self._dir = tempfile.mkdtemp(prefix="redis-test-")
         self._process: subprocess.Popen[bytes] | None = None
 
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
