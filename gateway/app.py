@@ -29,7 +29,7 @@ from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, Seed
 from gateway.microbatch import MicroBatchingFetcher
 from gateway.middleware import Admission, request_context
 from gateway.quota import TenantLimits
@@ -231,6 +231,20 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
     return run
 
 
+def metrics_seed(settings: Settings, catalog: Catalog, app: web.Application) -> Seed:
+    """The label sets known at start: routes, configured tenants, deployments."""
+    routes = tuple(resource.canonical for resource in app.router.resources())
+    tenants = [(key.name, key.team) for key in settings.auth.keys]
+    tenants += [("internal", ""), ("anonymous", "")]
+    deployments = {(d.provider, d.upstream_model) for m in catalog for d in m.deployments}
+    return Seed(
+        routes=routes,
+        model_routes=tuple(r for r in routes if r.endswith("/embeddings")),
+        tenants=tuple(tenants),
+        deployments=tuple(sorted(deployments)),
+    )
+
+
 def build_app(settings: Settings) -> web.Application:
     parts = build_parts(settings)
     admission = Admission(settings.server.max_concurrent_requests)
@@ -240,5 +254,6 @@ def build_app(settings: Settings) -> web.Application:
     )
     app[BACKGROUND] = parts.background
     app.add_routes(build_handlers(parts).routes())
+    parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))
     return app

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
@@ -46,6 +47,16 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER_MODEL = "other"
+NO_TEAM = "none"  # a key without a team: a visible label value, so a team filter can pick it
+
+# Label values seeded at zero at start (see Seed): what each label can take in practice.
+REQUEST_STATUSES = ("200", "400", "401", "403", "404", "405", "408", "413", "429", "500", "502",
+                    "503", "504")  # fmt: skip
+UPSTREAM_STATUSES = ("200", "400", "401", "403", "404", "408", "413", "422", "429", "500", "502",
+                     "503", "504", "timeout", "unreachable", "invalid")  # fmt: skip
+INPUT_RESULTS = ("hit", "miss", "coalesced", "deduplicated")
+RATE_LIMIT_SCOPES = ("ip", "key", "model")
+CACHE_OPS = ("read", "write")
 
 # 0.5 ms (a cached request) … 30 s (a slow upstream batch)
 LATENCY_BUCKETS = (
@@ -78,6 +89,18 @@ def multiprocess_registry(directory: str | None = None) -> CollectorRegistry:
 def mark_worker_dead(pid: int, directory: str | None = None) -> None:
     """Drop a dead worker's live-gauge files (its counters and histograms stay in the sum)."""
     mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class Seed:
+    """The label sets known at start. Every counter series over them is created at zero, so
+    ``rate()`` and ``increase()`` count a series' first event too (a series that first appears
+    with the value 1 has no earlier sample to rise from, and Prometheus drops that first 1)."""
+
+    routes: tuple[str, ...]  # route patterns
+    model_routes: tuple[str, ...]  # the routes whose requests name a model
+    tenants: tuple[tuple[str, str], ...]  # (key name, team)
+    deployments: tuple[tuple[str, str], ...]  # (provider, upstream model)
 
 
 class Metrics:
@@ -158,6 +181,36 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def seed(self, seed: Seed) -> None:
+        """Create every known counter series at zero (see ``Seed``)."""
+        models = (*sorted(self._known), "", OTHER_MODEL)
+        for route in seed.routes:
+            for model in models if route in seed.model_routes else ("",):
+                for status in REQUEST_STATUSES:
+                    self._child(self._requests, route, model, status)
+        for model in models[:-2]:
+            self._seed_model(model, seed)
+        for provider, upstream_model in seed.deployments:
+            model = self.model(upstream_model)
+            self._child(self._upstream_inputs, provider, model)
+            for status in UPSTREAM_STATUSES:
+                self._child(self._upstream, provider, model, status)
+        for op in CACHE_OPS:
+            self._child(self._cache_errors, op)
+        for key, _team in seed.tenants:
+            for scope in RATE_LIMIT_SCOPES:
+                self._child(self._rate_limited, scope, key)
+
+    def _seed_model(self, model: str, seed: Seed) -> None:
+        for result in INPUT_RESULTS:
+            self._child(self._inputs, model, result)
+        for key, team in seed.tenants:
+            labels = (model, key, team or NO_TEAM)
+            self._child(self._cost, *labels)
+            self._child(self._saved, *labels)
+            for result in ("hit", "miss"):
+                self._child(self._tokens, *labels, result)
+
     def model(self, name: str) -> str:
         """The model's label value: its name if configured, "" for none, else "other"."""
         return name if name in self._known or not name else OTHER_MODEL
@@ -179,12 +232,12 @@ class Metrics:
             self._child(self._inputs, model, result).inc(count)
 
     def tokens(self, model: str, key: str, team: str, hit_tokens: int, miss_tokens: int) -> None:
-        model = self.model(model)
+        model, team = self.model(model), team or NO_TEAM
         self._child(self._tokens, model, key, team, "hit").inc(hit_tokens)
         self._child(self._tokens, model, key, team, "miss").inc(miss_tokens)
 
     def cost(self, model: str, key: str, team: str, spent_usd: float, saved_usd: float) -> None:
-        model = self.model(model)
+        model, team = self.model(model), team or NO_TEAM
         self._child(self._cost, model, key, team).inc(spent_usd)
         self._child(self._saved, model, key, team).inc(saved_usd)
 

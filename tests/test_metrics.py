@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from gateway.metrics import OTHER_MODEL, Metrics, multiprocess_registry
+from gateway.metrics import OTHER_MODEL, Metrics, Seed, multiprocess_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "text-embedding-3-small"
@@ -79,6 +79,44 @@ def test_cost_records_spent_and_saved_usd(metrics: Metrics, registry: CollectorR
     assert value(registry, "gateway_cost_usd_total", model=MODEL, **WHO) == pytest.approx(0.001)
     saved = value(registry, "gateway_cost_saved_usd_total", model=MODEL, **WHO)
     assert saved == pytest.approx(0.0024)
+
+
+def test_a_key_without_a_team_is_labelled_team_none(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    metrics.cost(MODEL, "bob", "", spent_usd=0.001, saved_usd=0.0)
+    assert value(registry, "gateway_cost_usd_total", model=MODEL, key="bob", team="none") > 0
+
+
+SEED = Seed(
+    routes=("/v1/embeddings", "/v1/models"),
+    model_routes=("/v1/embeddings",),
+    tenants=(("alice", "search"), ("bob", "")),
+    deployments=(("openai", MODEL),),
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [
+        ("gateway_requests_total", {"route": "/v1/embeddings", "model": MODEL, "status": "429"}),
+        ("gateway_requests_total", {"route": "/v1/models", "model": "", "status": "401"}),
+        ("gateway_cost_usd_total", {"model": MODEL, "key": "bob", "team": "none"}),
+        ("gateway_tokens_total", {"model": MODEL, **WHO, "result": "miss"}),
+        ("gateway_embedding_inputs_total", {"model": MODEL, "result": "coalesced"}),
+        ("gateway_rate_limited_total", {"scope": "key", "key": "alice"}),
+        (
+            "gateway_upstream_requests_total",
+            {"provider": "openai", "model": MODEL, "status": "500"},
+        ),
+        ("gateway_cache_errors_total", {"op": "write"}),
+    ],
+)
+def test_seeding_creates_every_known_series_at_zero(
+    metrics: Metrics, registry: CollectorRegistry, name: str, labels: dict[str, str]
+) -> None:
+    metrics.seed(SEED)
+    assert value(registry, name, **labels) == 0
 
 
 def test_upstream_call_counts_call_duration_and_inputs(
