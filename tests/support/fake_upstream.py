@@ -364,6 +364,9 @@ class FakeUpstream:
         self.delay = 0.0
         self._scripted: collections.deque[Fault] = collections.deque()
         self._random: RandomFailures | None = None
+        # A hostile upstream: a success body built by this (see hostile.py), or a redirect.
+        self.answer: Callable[[EmbeddingCall], bytes] | None = None
+        self.redirect_to: str | None = None
 
     # ------------------------------------------------------------ fault injection
 
@@ -453,7 +456,11 @@ class FakeUpstream:
             return await self._misbehave(request, fault)
         if isinstance(outcome, ApiError):
             return error_response(outcome)
+        if self.redirect_to is not None:
+            return web.Response(status=307, headers={"Location": self.redirect_to})
         self.inputs_embedded += len(outcome.texts)
+        if self.answer is not None:
+            return web.Response(body=self.answer(outcome), content_type="application/json")
         body = embeddings_body(outcome, self.usage_multiplier)
         return web.Response(body=body, content_type="application/json")
 
