@@ -19,7 +19,7 @@ def key(
 
 def test_keys_are_namespaced_versioned_sha256() -> None:
     prefix, kind, version, digest = key().split(b":")
-    assert (prefix, kind, version, len(digest)) == (b"gw", b"e", b"v1", 64)
+    assert (prefix, kind, version, len(digest)) == (b"gw", b"e", b"v2", 64)
 
 
 def test_every_part_of_the_key_matters() -> None:
