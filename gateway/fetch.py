@@ -12,7 +12,7 @@ from typing import Protocol
 from gateway import batching
 from gateway.catalog import Model
 from gateway.codec import Entry
-from gateway.errors import UpstreamError
+from gateway.errors import GatewayError, UpstreamError
 from gateway.tokens import TokenIds
 from gateway.upstream import Inputs, UpstreamBatch
 
@@ -29,6 +29,7 @@ class Miss:
     key: bytes
     forward: str | TokenIds  # what the upstream is sent for this input
     tokens: int  # the local count, used to apportion the upstream's reported usage
+    scope: str = "shared"  # the cache scope of the request: batches never mix scopes
 
 
 def plausible_usage(reported: int | None, counts: Sequence[int]) -> int:
@@ -43,6 +44,12 @@ def plausible_usage(reported: int | None, counts: Sequence[int]) -> int:
         )
         return local
     return reported
+
+
+def refused_request(error: BaseException) -> bool:
+    """An upstream 4xx about the request's inputs (not retryable): it may name an input, so a
+    combined call refused this way is resolved per request before anyone sees it."""
+    return isinstance(error, GatewayError) and error.should_retry is False
 
 
 class Fetcher(Protocol):

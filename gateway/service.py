@@ -116,7 +116,9 @@ class EmbeddingService:
         found = [codec.unpack(v, stored_dimensions) for v in await self._cache.get_many(keys)]
         batch_plan = batching.plan(keys, found)
         started = time.perf_counter()
-        fetched = await self._fetch(model, prepared, batch_plan, keys, fetch_dimensions)
+        fetched = await self._fetch(
+            model, prepared, batch_plan, keys, fetch_dimensions, scope=caller.cache_scope
+        )
         upstream_seconds = time.perf_counter() - started if fetched else 0.0
         self._store(keys, batch_plan, fetched, stored_dimensions)
         entries = batching.merge(found, batch_plan, fetched)
@@ -148,9 +150,11 @@ class EmbeddingService:
         batch_plan: batching.Plan,
         keys: Sequence[bytes],
         fetch_dimensions: int | None,
+        *,
+        scope: str,
     ) -> list[codec.Entry]:
         misses = [
-            Miss(keys[p], prepared.forward[p], prepared.counts[p])
+            Miss(keys[p], prepared.forward[p], prepared.counts[p], scope)
             for p in batch_plan.fetch_positions
         ]
         if not misses:
