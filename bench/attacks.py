@@ -4,7 +4,8 @@ A real redis-server, the fake upstream turned hostile and the gateway, all on 12
 round of an upstream attack sends two new texts while the upstream lies, then the same texts
 after it heals (must be MISS: nothing of the lie was cached) and again (must be a right HIT).
 The tenant attack has tenant A's refused text and tenant B's two texts meet in one micro-batch
-window; the storage attack corrupts a cached value three ways. Every vector is checked against
+window; the storage attack corrupts a cached value three ways. Last, the memory the token-id
+memo takes for 16,384 long texts. Every vector is checked against
 the upstream's deterministic one, and every reported ``prompt_tokens`` against cl100k. Every
 figure but the requests and statuses must be 0.
 """
@@ -15,6 +16,9 @@ import argparse
 import asyncio
 import collections
 import logging
+import os
+import random
+import string
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +30,8 @@ import redis
 
 from gateway import codec
 from gateway.settings import hash_key
+from gateway.tokenmemo import TokenMemo
+from gateway.tokens import Cl100k
 from tests.support.background import BackgroundLoop
 from tests.support.fake_upstream import FakeUpstream, encoding, vector_for
 from tests.support.hostile import BROKEN_ANSWERS, USAGE_ONLY
@@ -185,6 +191,26 @@ def storage_round(stack: Stack, client: Any, tally: Tally, texts: list[str]) -> 
     client.flushdb()
 
 
+def memo_growth(texts: int = 16_384, words: int = 290) -> tuple[int, float]:
+    """Resident memory the token-id memo (default bound) adds while ``texts`` long texts
+    (about 2,000 characters each) are admitted: (entries kept, MB)."""
+    rng = random.Random(0)
+    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=6)) for _ in range(5000)]
+    memo, tokenizer = TokenMemo(), Cl100k()
+    before = _resident_bytes()
+    for _ in range(texts // 256):
+        batch = [" ".join(rng.choices(vocabulary, k=words)) for _ in range(256)]
+        view = memo.scoped("shared", tokenizer)
+        view.ids_bytes_many(batch)
+        view.remember()
+    return len(memo), (_resident_bytes() - before) / 1e6
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 ATTACKS = [*BROKEN_ANSWERS, "redirect"]
 
 
@@ -212,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for scope in ("key", "shared"):
             print(row(f"tenants ({scope} scope)", tenant_attack(loop, scope, rounds)), flush=True)
         print(row("stored values", storage_attack(loop, rounds)), flush=True)
+    entries, grown = memo_growth()
+    print(f"\ntoken-id memo after 16,384 long texts: {entries} entries kept, +{grown:.0f} MB RSS")
 
 
 if __name__ == "__main__":
