@@ -15,11 +15,12 @@ from gateway.coalesce import CoalescingFetcher
 from gateway.codec import Entry
 from gateway.errors import GatewayError, upstream_client_error
 from gateway.fetch import Miss
+from gateway.microbatch import MicroBatchingFetcher
 from gateway.settings import hash_key
 from tests.support.background import BackgroundLoop
 from tests.support.fake_upstream import vector_for
 from tests.support.stack import Stack
-from tests.test_coalesce import MODEL, entry_for, misses, settle
+from tests.test_coalesce import MODEL, RecordingFetcher, entry_for, misses, settle
 
 SMALL = "text-embedding-3-small"
 A_KEY, B_KEY = "sk-tenant-a-secret", "sk-tenant-b-secret"
@@ -117,3 +118,18 @@ async def test_a_coalesced_waiter_gets_only_its_own_inputs_result() -> None:
     with pytest.raises(GatewayError, match="bad"):
         await first
     assert inner.calls == [[b"bad", b"shared"], [b"shared"]]
+
+
+async def test_requests_of_different_cache_scopes_are_never_batched_together() -> None:
+    inner = RecordingFetcher(held=True)
+    fetcher = MicroBatchingFetcher(inner, window=5.0)
+    in_flight = asyncio.create_task(fetcher.fetch(MODEL, None, misses(b"x")))
+    await settle()
+    scoped = [
+        Miss(key, key.decode(), 1, scope) for key, scope in ((b"a", "key:a"), (b"b", "key:b"))
+    ]
+    waiting = [asyncio.create_task(fetcher.fetch(MODEL, None, [miss])) for miss in scoped]
+    await settle()
+    inner.release()
+    await asyncio.gather(in_flight, *waiting)
+    assert sorted(inner.calls) == [[b"a"], [b"b"], [b"x"]]

@@ -8,6 +8,8 @@
     failure   retryable (should_retry) → count it on the provider's breaker, schedule that
               deployment's retry (backoff with jitter, or the upstream's retry-after), pick again
               not retryable (a 4xx about the request) → raised at once
+              an answer that fails validation (upstream/validate.py, the provider's parser) or
+              any unexpected exception is a retryable failure too, never a 500
     give up   nothing left to pick → the last error (502/503/504, ``x-should-retry: true``);
               every breaker open before any attempt → 503 "no healthy deployment for model X"
     deadline  the whole call, waits included (asyncio.timeout) → 504 UpstreamTimeout
