@@ -192,12 +192,12 @@ def check_auth_is_on(url: str) -> None:
 
 
 def redis_memory(url: str, sample: int = 1000) -> Memory:
-    """MEMORY USAGE over the gateway's 1536-dim cache entries (keys gw:e:v1:<hex>)."""
+    """MEMORY USAGE over the gateway's 1536-dim cache entries (keys gw:e:v2:<hex>)."""
     value_bytes = 12 + 4 * stack.DIMENSIONS
     client = redis.Redis.from_url(url)
     try:
         keys = []
-        for key in client.scan_iter(match="gw:e:v1:*", count=1000):
+        for key in client.scan_iter(match="gw:e:v2:*", count=1000):
             keys.append(key)
             if len(keys) >= sample:
                 break

@@ -49,5 +49,5 @@ class Accountant:
             "tokens": result.prompt_tokens,
             "billed_tokens": result.miss_tokens,
         }
-        self._usage.add(UsageRecord(key, team, model.name, counts))
+        self._usage.add(UsageRecord(caller.principal.key_id, team, model.name, counts))
         return charge

@@ -44,6 +44,7 @@ from gateway.settings import (
     Settings,
     UpstreamSettings,
 )
+from gateway.tokenmemo import TokenMemo
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
 from gateway.upstream.local import LocalProvider
@@ -187,6 +188,7 @@ def build_parts(settings: Settings) -> Parts:
         tokenizer=Cl100k(),
         key_prefix=settings.cache.key_prefix,
         background=background,
+        memo=TokenMemo(settings.cache.token_memo_bytes),
     )
     usage = UsageBuffer(build_usage(settings.cache, client))
     keys = KeyRing(settings.auth)

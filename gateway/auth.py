@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.errors import AuthenticationFailed, PermissionDenied
-from gateway.settings import AuthSettings, KeySettings, LimitSettings
+from gateway.settings import AuthSettings, KeySettings, LimitSettings, key_id
 
 MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -20,33 +20,43 @@ WRONG_KEY = "Incorrect API key provided. Ask your gateway administrator for a va
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who is calling. ``name`` is for people (logs, metrics, reports); ``key_id`` is what
+    cache scope, rate-limit buckets and usage rows are keyed by (settings.key_id: stable, unique,
+    never a secret)."""
+
     name: str
     team: str
     models: frozenset[str]  # empty: every model
     limits: LimitSettings
     internal: bool = False
+    key_id: str = ""
 
     def may_use(self, model: str) -> bool:
         return self.internal or not self.models or model in self.models
 
     def cache_scope(self, mode: str) -> str:
         if mode == "key" or (mode == "team" and not self.team):
-            return f"key:{self.name}"
+            return f"key:{self.key_id}"
         return f"team:{self.team}" if mode == "team" else "shared"
 
 
-ANONYMOUS = Principal("anonymous", "", frozenset(), LimitSettings())
-INTERNAL = Principal("internal", "", frozenset(), LimitSettings(), internal=True)
+ANONYMOUS = Principal("anonymous", "", frozenset(), LimitSettings(), key_id="anonymous")
+INTERNAL = Principal("internal", "", frozenset(), LimitSettings(), internal=True, key_id="internal")
 
 
-def _principal(key: KeySettings) -> Principal:
-    return Principal(key.name, key.team, frozenset(key.models), key.limits)
+def principal_of(key: KeySettings) -> Principal:
+    return Principal(key.name, key.team, frozenset(key.models), key.limits, key_id=key_id(key))
 
 
 class KeyRing:
     def __init__(self, settings: AuthSettings) -> None:
-        self._keys = [(bytes.fromhex(key.sha256), _principal(key)) for key in settings.keys]
+        self._keys = [(bytes.fromhex(key.sha256), principal_of(key)) for key in settings.keys]
         self._internal = settings.internal_token.encode()
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Key id -> display name, for reports."""
+        return {principal.key_id: principal.name for _, principal in self._keys}
 
     @property
     def enabled(self) -> bool:

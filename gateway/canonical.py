@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.errors import InvalidRequest, TokensPerRequestExceeded
 from gateway.keys import TEXT, TOKEN_IDS
 from gateway.protocol import EmbeddingRequest
-from gateway.tokens import Cl100k, TokenIds
+from gateway.tokens import TokenIds
 
 MAX_TOKENS_PER_REQUEST = 300_000
+
+
+class Tokenizer(Protocol):
+    """cl100k: tokens.Cl100k, or a request's memoised view of it (tokenmemo.ScopedTokenizer)."""
+
+    def ids_bytes_many(self, texts: Sequence[str]) -> list[bytes]: ...
+
+    def decode(self, ids: TokenIds) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +40,7 @@ class Prepared:
         return sum(self.counts)
 
 
-def prepare(request: EmbeddingRequest, tokenizer: Cl100k) -> Prepared:
+def prepare(request: EmbeddingRequest, tokenizer: Tokenizer) -> Prepared:
     if request.token_input:
         arrays: Sequence[TokenIds] = request.inputs  # type: ignore[assignment]
         return _from_token_ids(arrays, request.model.cl100k, tokenizer)
@@ -39,7 +48,7 @@ def prepare(request: EmbeddingRequest, tokenizer: Cl100k) -> Prepared:
     return _from_texts(texts, request.model.cl100k, tokenizer)
 
 
-def _from_token_ids(arrays: Sequence[TokenIds], cl100k: bool, tokenizer: Cl100k) -> Prepared:
+def _from_token_ids(arrays: Sequence[TokenIds], cl100k: bool, tokenizer: Tokenizer) -> Prepared:
     counts = [len(ids) for ids in arrays]
     if cl100k:
         return Prepared(TOKEN_IDS, [ids.tobytes() for ids in arrays], counts, arrays)
@@ -50,7 +59,7 @@ def _from_token_ids(arrays: Sequence[TokenIds], cl100k: bool, tokenizer: Cl100k)
     return Prepared(TEXT, [text.encode() for text in texts], counts, texts)
 
 
-def _from_texts(texts: Sequence[str], cl100k: bool, tokenizer: Cl100k) -> Prepared:
+def _from_texts(texts: Sequence[str], cl100k: bool, tokenizer: Tokenizer) -> Prepared:
     encoded = tokenizer.ids_bytes_many(texts)
     counts = [len(ids) // 4 for ids in encoded]
     if cl100k:

@@ -3,7 +3,9 @@ awaited by the next instead of being sent upstream again.
 
 Each fetch runs in a task owned by the coalescer, and waiters only wait for it (asyncio.wait),
 so a waiter that is cancelled (its deadline, its client gone), even the one that started the
-fetch, never cancels it for the others. A failure reaches every waiter as the same exception.
+fetch, never cancels it for the others. A failure reaches every waiter as the same exception,
+except a 4xx refusal of a fetch a request joined: that request re-sends its own misses alone, so
+it never sees an error caused by (and naming) another request's input.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from dataclasses import dataclass, replace
 
 from gateway.catalog import Model
 from gateway.codec import Entry
-from gateway.fetch import Fetcher, Miss
+from gateway.fetch import Fetcher, Miss, refused_request
 
 
 @dataclass(frozen=True, slots=True)
 class _Slot:
     task: asyncio.Task[list[Entry]]
     index: int  # of the key's entry in the task's result
+
+
+def _refused(task: asyncio.Task[list[Entry]]) -> bool:
+    return not task.cancelled() and refused_request(task.exception() or Exception())
 
 
 class CoalescingFetcher:
@@ -43,12 +49,25 @@ class CoalescingFetcher:
             slots.update(self._start(model, dimensions, fresh))
         tasks = {slot.task for slot in slots.values()}
         await asyncio.wait(tasks)  # unlike gather, cancelling this waiter leaves the tasks be
+        if any(_refused(slots[key].task) for key in joined):
+            return await self._alone(model, dimensions, misses)
         results = {task: task.result() for task in tasks}
         entries = [results[slots[m.key].task][slots[m.key].index] for m in misses]
         return [
             replace(entry, joined=True) if miss.key in joined else entry
             for miss, entry in zip(misses, entries, strict=True)
         ]
+
+    async def _alone(
+        self, model: Model, dimensions: int | None, misses: Sequence[Miss]
+    ) -> list[Entry]:
+        """This request's misses on their own: the fetch it joined was refused with a 4xx
+        that may concern (and quote) another request's input."""
+        unique = list({m.key: m for m in misses}.values())
+        self.fetched += len(unique)
+        entries = await self._inner.fetch(model, dimensions, unique)
+        by_key = {m.key: entry for m, entry in zip(unique, entries, strict=True)}
+        return [by_key[m.key] for m in misses]
 
     def _join(self, misses: Sequence[Miss]) -> dict[bytes, _Slot]:
         joined = {m.key: self._in_flight[m.key] for m in misses if m.key in self._in_flight}

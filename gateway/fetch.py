@@ -4,6 +4,7 @@ request; fetchers compose (coalescing and micro-batching wrap the chunked fetche
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -11,9 +12,16 @@ from typing import Protocol
 from gateway import batching
 from gateway.catalog import Model
 from gateway.codec import Entry
-from gateway.errors import UpstreamError
+from gateway.errors import GatewayError, UpstreamError
 from gateway.tokens import TokenIds
 from gateway.upstream import Inputs, UpstreamBatch
+
+log = logging.getLogger("gateway.fetch")
+
+# Reported usage above this multiple of the local count (estimates are rough for some scripts)
+# is not believed.
+USAGE_SLACK = 16
+USAGE_SLACK_PER_INPUT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +29,27 @@ class Miss:
     key: bytes
     forward: str | TokenIds  # what the upstream is sent for this input
     tokens: int  # the local count, used to apportion the upstream's reported usage
+    scope: str = "shared"  # the cache scope of the request: batches never mix scopes
+
+
+def plausible_usage(reported: int | None, counts: Sequence[int]) -> int:
+    """The upstream's token count, unless it is missing or far from the local counts (which
+    then stand in, and the disagreement is logged)."""
+    local = sum(counts)
+    if reported is None:
+        return local
+    if not 0 <= reported <= USAGE_SLACK * local + USAGE_SLACK_PER_INPUT * len(counts):
+        log.warning(
+            "upstream reported %d tokens for %d counted locally; using ours", reported, local
+        )
+        return local
+    return reported
+
+
+def refused_request(error: BaseException) -> bool:
+    """An upstream 4xx about the request's inputs (not retryable): it may name an input, so a
+    combined call refused this way is resolved per request before anyone sees it."""
+    return isinstance(error, GatewayError) and error.should_retry is False
 
 
 class Fetcher(Protocol):
@@ -66,7 +95,7 @@ class ChunkedFetcher:
                 f"{model.name}, expected {expected}"
             )
         counts = [m.tokens for m in misses]
-        reported = batch.prompt_tokens if batch.prompt_tokens is not None else sum(counts)
+        reported = plausible_usage(batch.prompt_tokens, counts)
         self.upstream_tokens += reported
         tokens = batching.apportion(reported, counts)
         buffer = memoryview(batch.vectors.astype("<f4", copy=False).tobytes())

@@ -94,8 +94,8 @@ class Handlers:
 
     async def usage(self, request: web.Request) -> web.Response:
         principal = self._caller(request).principal
-        only_key = None if principal.internal or not self.keys.enabled else principal.name
-        body = report(await self.usage_store.table(), self.catalog, only_key)
+        only_key = None if principal.internal or not self.keys.enabled else principal.key_id
+        body = report(await self.usage_store.table(), self.catalog, only_key, self.keys.names)
         return web.json_response(body)
 
     async def metrics(self, request: web.Request) -> web.Response:

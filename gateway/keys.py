@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-KEY_VERSION = "v1"
+KEY_VERSION = "v2"  # v2: values carry a CRC32 (codec.py)
 TEXT = b"s"
 TOKEN_IDS = b"t"
 

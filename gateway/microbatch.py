@@ -1,10 +1,14 @@
-"""Group commit for upstream calls, per (model name, dimensions).
+"""Group commit for upstream calls, per (model name, dimensions, cache scope).
 
 While no inner call for a batch key is in flight, a request's misses go upstream at once: a
 lone request waits for nothing. While one is in flight, misses of concurrent requests gather
 in a pending batch, deduplicated by key, which is dispatched when an in-flight call completes,
 when `window` seconds have passed since its first miss, or as soon as it holds `max_items`
 inputs, whichever comes first. Every request gets back exactly its own entries, in its order.
+
+Batches never cross a cache scope. A batch of several requests that the upstream refuses with
+a 4xx is resolved per request: each re-sends its own misses alone, so it gets the error its own
+inputs cause (or its vectors), never an error that names another caller's input.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Protocol
 
 from gateway.catalog import Model
 from gateway.codec import Entry
-from gateway.fetch import Fetcher, Miss
+from gateway.fetch import Fetcher, Miss, refused_request
 
 
 class Timer(Protocol):
@@ -24,12 +28,21 @@ class Timer(Protocol):
 
 
 Schedule = Callable[[float, Callable[[], None]], Timer]
-BatchKey = tuple[str, int | None]
+BatchKey = tuple[str, int | None, str]  # model name, dimensions, cache scope
 
 
 def _retrieve(future: asyncio.Future[list[Entry]]) -> None:
     if not future.cancelled():
         future.exception()  # retrieved here: every request may have been cancelled
+
+
+def _refused_with_others(batch: _Batch) -> bool:
+    """The batch held other requests' misses too and the upstream refused it with a 4xx."""
+    result = batch.result
+    if result.cancelled() or batch.requests < 2:
+        return False
+    error = result.exception()
+    return error is not None and refused_request(error)
 
 
 def call_later(delay: float, callback: Callable[[], None]) -> Timer:
@@ -43,6 +56,7 @@ class _Batch:
     misses: list[Miss] = field(default_factory=list)
     index: dict[bytes, int] = field(default_factory=dict)
     timer: Timer | None = None
+    requests: int = 0  # how many requests put misses in it
 
 
 @dataclass(slots=True)
@@ -82,15 +96,24 @@ class MicroBatchingFetcher:
         if self._window == 0:
             self._count(len(misses))
             return await self._inner.fetch(model, dimensions, misses)
-        lane = self._lane((model.name, dimensions))
+        lane = self._lane((model.name, dimensions, misses[0].scope))
         idle = lane.in_flight == 0
-        slots = [self._add(lane, model, miss) for miss in misses]
+        slots = self._join(lane, model, misses)
         if idle and lane.pending is not None:
             self._dispatch(lane, lane.pending)
-        batches = {batch.result for batch, _ in slots}
+        batches = {batch.result: batch for batch, _ in slots}
         await asyncio.wait(batches)  # unlike gather, cancelling this request leaves them be
-        results = {batch: batch.result() for batch in batches}
+        if any(_refused_with_others(batch) for batch in batches.values()):
+            self._count(len(misses))
+            return await self._inner.fetch(model, dimensions, misses)
+        results = {result: result.result() for result in batches}
         return [results[batch.result][index] for batch, index in slots]
+
+    def _join(self, lane: _Lane, model: Model, misses: Sequence[Miss]) -> list[tuple[_Batch, int]]:
+        slots = [self._add(lane, model, miss) for miss in misses]
+        for batch in {id(batch): batch for batch, _ in slots}.values():
+            batch.requests += 1
+        return slots
 
     def _lane(self, key: BatchKey) -> _Lane:
         lane = self._lanes.get(key)

@@ -116,7 +116,7 @@ SCHEMAS: dict[str, Schema] = {
     "EmbeddingModel": _object(MODEL | MODEL_DETAILS),
     "EmbeddingModelList": _list_of("EmbeddingModel"),
     "UsageRow": _object(USAGE_ROW),
-    "UsageKey": _object({"key": STRING, "team": STRING} | ROWS),
+    "UsageKey": _object({"key": STRING, "key_id": STRING, "team": STRING} | ROWS),
     "UsageTeam": _object({"team": STRING} | ROWS),
     "UsageReport": _object(
         {

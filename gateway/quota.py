@@ -71,7 +71,7 @@ def buckets_for(
     ip_only = dataclasses.replace(settings.per_ip, tokens_per_minute=None)
     buckets = _pair("ip", f"ip:{ip}", ip_only, tokens)
     buckets += _pair(
-        "key", f"key:{principal.name}", resolve(principal.limits, settings.per_key), tokens
+        "key", f"key:{principal.key_id}", resolve(principal.limits, settings.per_key), tokens
     )
     model_limits = settings.per_model.get(model)
     if model_limits is not None:

@@ -23,6 +23,7 @@ from gateway.fetch import Fetcher, Miss
 from gateway.keys import cache_keys, key_hasher
 from gateway.protocol import EmbeddingRequest
 from gateway.quota import Quota, TenantLimits
+from gateway.tokenmemo import ScopedTokenizer, TokenMemo
 from gateway.tokens import Cl100k
 
 log = logging.getLogger("gateway.service")
@@ -94,21 +95,25 @@ class EmbeddingService:
         tokenizer: Cl100k,
         key_prefix: str,
         background: Background,
+        memo: TokenMemo | None = None,
     ) -> None:
         self._cache = cache
         self._limits = limits
         self._fetcher = fetcher
         self._tokenizer = tokenizer
+        self._memo = memo if memo is not None else TokenMemo()
         self._key_prefix = key_prefix
         self._background = background
 
     async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingResult:
         model = request.model
-        prepared = await self._prepare(request)
+        tokenizer = self._memo.scoped(caller.cache_scope, self._tokenizer)
+        prepared = await self._prepare(request, tokenizer)
         check_token_limits(prepared.counts, model.max_tokens)
         quota = await self._limits.admit(
             caller.principal, caller.client_ip, model.name, prepared.total_tokens
         )
+        tokenizer.remember()  # only an admitted request's texts are memoised
         fetch_dimensions = model.fetch_dimensions(request.dimensions)
         stored_dimensions = fetch_dimensions or model.dimensions
         hasher = key_hasher(caller.cache_scope, model.cache_id, fetch_dimensions)
@@ -116,7 +121,9 @@ class EmbeddingService:
         found = [codec.unpack(v, stored_dimensions) for v in await self._cache.get_many(keys)]
         batch_plan = batching.plan(keys, found)
         started = time.perf_counter()
-        fetched = await self._fetch(model, prepared, batch_plan, keys, fetch_dimensions)
+        fetched = await self._fetch(
+            model, prepared, batch_plan, keys, fetch_dimensions, scope=caller.cache_scope
+        )
         upstream_seconds = time.perf_counter() - started if fetched else 0.0
         self._store(keys, batch_plan, fetched, stored_dimensions)
         entries = batching.merge(found, batch_plan, fetched)
@@ -134,12 +141,12 @@ class EmbeddingService:
             quota=quota,
         )
 
-    async def _prepare(self, request: EmbeddingRequest) -> Prepared:
+    async def _prepare(self, request: EmbeddingRequest, tokenizer: ScopedTokenizer) -> Prepared:
         """Tokenise; a large request does it on a thread (tiktoken releases the GIL), so the
         event loop keeps serving others meanwhile."""
         if request.token_input or sum(map(len, request.inputs)) < OFF_LOOP_CHARACTERS:
-            return prepare(request, self._tokenizer)
-        return await asyncio.to_thread(prepare, request, self._tokenizer)
+            return prepare(request, tokenizer)
+        return await asyncio.to_thread(prepare, request, tokenizer)
 
     async def _fetch(
         self,
@@ -148,9 +155,11 @@ class EmbeddingService:
         batch_plan: batching.Plan,
         keys: Sequence[bytes],
         fetch_dimensions: int | None,
+        *,
+        scope: str,
     ) -> list[codec.Entry]:
         misses = [
-            Miss(keys[p], prepared.forward[p], prepared.counts[p])
+            Miss(keys[p], prepared.forward[p], prepared.counts[p], scope)
             for p in batch_plan.fetch_positions
         ]
         if not misses:

@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -39,6 +39,10 @@ SHA256_HEX = _check(
     lambda v: re.fullmatch(r"[0-9a-f]{64}", v) is not None,
     "must be 64 lowercase hex digits (python -m gateway hash-key prints it)",
 )
+KEY_ID = _check(
+    lambda v: v == "" or re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v) is not None,
+    "must be 1-64 letters, digits, '_', '.' or '-'",
+)
 PORT = _check(lambda v: 0 <= v <= 65535, "must be a port number (0-65535)")
 
 
@@ -61,6 +65,8 @@ class CacheSettings:
     memory_max_entries: int = field(default=100_000, metadata=POSITIVE_INT)
     key_prefix: str = "gw"
     timeout: float = field(default=0.25, metadata=POSITIVE)
+    # Bytes of recent texts' token ids remembered per process (per cache scope); 0 turns it off.
+    token_memo_bytes: int = field(default=32 * 1024 * 1024, metadata=NON_NEGATIVE)
     # After this many failed calls in a row the cache is skipped (all misses) for the cooldown.
     breaker_failure_threshold: int = field(default=3, metadata=POSITIVE_INT)
     breaker_cooldown: float = field(default=2.0, metadata=POSITIVE)
@@ -145,6 +151,8 @@ class RateLimitSettings:
 class KeySettings:
     name: str
     sha256: str = field(repr=False, metadata=SHA256_HEX)  # python -m gateway hash-key
+    # The stable id that cache scope, buckets and usage rows use; empty: derived (key_id()).
+    id: str = field(default="", metadata=KEY_ID)
     team: str = ""
     models: tuple[str, ...] = ()  # empty: every model
     limits: LimitSettings = LimitSettings()
@@ -197,7 +205,45 @@ def with_env_keys(settings: Settings, environ: Mapping[str, str]) -> Settings:
     auth = dataclasses.replace(
         settings.auth, keys=settings.auth.keys + keys, internal_token=internal
     )
+    sources = [f"auth.keys[{i}]" for i in range(len(settings.auth.keys))]
+    sources += [f"GATEWAY_API_KEYS (key {i})" for i in range(1, len(keys) + 1)]
+    check_unique_keys(auth.keys, sources)
     return dataclasses.replace(settings, auth=auth)
+
+
+RESERVED_KEY_NAMES = frozenset({"internal", "anonymous"})
+
+
+def key_id(key: KeySettings) -> str:
+    """A key's stable id: its configured ``id``, else ``key_`` and the first 16 hex digits of
+    SHA-256 over its stored SHA-256 (so neither the secret nor its hash is shown, and renaming
+    the key keeps its cache, buckets and usage). Keys added at run time derive it the same way."""
+    if key.id:
+        return key.id
+    return "key_" + hashlib.sha256(bytes.fromhex(key.sha256)).hexdigest()[:16]
+
+
+def check_unique_keys(keys: Sequence[KeySettings], sources: Sequence[str]) -> None:
+    """Two keys never share a name, an id or a secret, and none takes a reserved name: either
+    would merge two tenants into one principal. ``sources`` says where each key came from."""
+    for i, key in enumerate(keys):
+        if key.name in RESERVED_KEY_NAMES or key.id in RESERVED_KEY_NAMES:
+            raise SettingsError(f"{sources[i]}.name: {key.name!r} is reserved")
+        for j in range(i):
+            clash = _clash(keys[j], key)
+            if clash:
+                raise SettingsError(
+                    f"{sources[i]} has the same {clash} as {sources[j]}: "
+                    "every key needs its own name, id and secret"
+                )
+
+
+def _clash(first: KeySettings, second: KeySettings) -> str:
+    if first.name == second.name:
+        return f"name {first.name!r}"
+    if first.sha256 == second.sha256:
+        return "secret"
+    return f"id {key_id(first)!r}" if key_id(first) == key_id(second) else ""
 
 
 def hash_key(key: str) -> str:
@@ -312,10 +358,8 @@ def _join(path: str, key: str) -> str:
 def _check_references(settings: Settings) -> None:
     _check_providers(settings)
     _check_deployments(settings)
-    names = [key.name for key in settings.auth.keys]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise SettingsError(f"auth.keys[{i}].name: duplicate key name {name!r}")
+    keys = settings.auth.keys
+    check_unique_keys(keys, [f"auth.keys[{i}]" for i in range(len(keys))])
 
 
 def _check_providers(settings: Settings) -> None:

@@ -169,15 +169,20 @@ def _group(rows: Iterable[tuple[str, str, Counts]], catalog: Catalog) -> list[di
     return [model_row(m, c, catalog) for m, c in sorted(by_model.items())]
 
 
-def report(table: Table, catalog: Catalog, only_key: str | None) -> dict[str, Any]:
-    """Per key (and, for the internal token, per team) usage with costs per model."""
+def report(
+    table: Table, catalog: Catalog, only_key: str | None, names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Per key (and, for the internal token, per team) usage with costs per model. Rows are
+    keyed by key id; ``names`` gives each id its display name."""
+    names = names or {}
     rows = [(k, t, m, c) for (k, t, m), c in table.items() if only_key in (None, k)]
-    keys = sorted({(k, t) for k, t, _, _ in rows})
+    keys = sorted({(k, t) for k, t, _, _ in rows}, key=lambda kt: (names.get(kt[0], kt[0]), kt))
     body: dict[str, Any] = {
         "object": "usage",
         "keys": [
             {
-                "key": k,
+                "key": names.get(k, k),
+                "key_id": k,
                 "team": t,
                 "models": _group(
                     ((m, t, c) for kk, tt, m, c in rows if (kk, tt) == (k, t)), catalog

@@ -87,10 +87,10 @@ def test_client_ip_reads_forwarded_for_only_behind_trusted_proxies(
 
 
 def test_cache_scopes_name_the_shared_cache_the_team_or_the_key() -> None:
-    principal = Principal("k", "team", frozenset(), LimitSettings())
+    principal = Principal("k", "team", frozenset(), LimitSettings(), key_id="key_k")
     assert principal.cache_scope("shared") == "shared"
     assert principal.cache_scope("team") == "team:team"
-    assert principal.cache_scope("key") == "key:k"
+    assert principal.cache_scope("key") == "key:key_k"
 
 
 def test_env_keys_are_named_in_order() -> None:

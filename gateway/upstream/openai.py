@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import math
 from typing import Any
 
@@ -27,6 +28,11 @@ from gateway.settings import ProviderSettings
 from gateway.upstream import Inputs, UpstreamBatch
 
 _NOT_PASSED_THROUGH = {401, 403, 408, 409, 429}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# More than any one call can carry (2048 inputs of 8191 tokens); above it, usage is not trusted.
+MAX_REPORTED_TOKENS = 1 << 25
+
+log = logging.getLogger("gateway.upstream")
 
 
 def build_payload(model: str, inputs: Inputs, dimensions: int | None) -> bytes:
@@ -37,27 +43,76 @@ def build_payload(model: str, inputs: Inputs, dimensions: int | None) -> bytes:
 
 
 def parse_embeddings(body: bytes, expected: int, provider: str) -> UpstreamBatch:
+    """The vectors of a success body, validated: one item per input, indexes a permutation of
+    0..n-1 (or absent everywhere), every embedding a flat list of finite numbers or base64 of
+    finite float32, all of one length. Anything else is an UpstreamError (a failed attempt)."""
     try:
         data = orjson.loads(body)
-        items = sorted(data["data"], key=lambda item: item["index"])
+        items = _ordered(data["data"], expected)
         vectors = _matrix([item["embedding"] for item in items])
-        usage = data.get("usage") or {}
-        tokens = usage.get("prompt_tokens")
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error):
+        tokens = _usage_tokens(data.get("usage"))
+    except (
+        orjson.JSONDecodeError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        binascii.Error,
+    ):
         raise UpstreamError(f"upstream provider {provider} returned a malformed response") from None
     if vectors.shape[0] != expected:
         raise UpstreamError(
             f"upstream provider {provider} returned {vectors.shape[0]} vectors "
             f"for {expected} inputs"
         )
-    return UpstreamBatch(vectors, tokens if isinstance(tokens, int) else None)
+    if not np.isfinite(vectors).all():
+        raise UpstreamError(f"upstream provider {provider} returned non-finite numbers")
+    return UpstreamBatch(vectors, tokens)
+
+
+def _ordered(items: Any, expected: int) -> list[dict[str, Any]]:
+    """Items in input order: by ``index`` when every item has one (exactly 0..n-1), else as
+    listed when none has one; a mix, a duplicate or a gap is malformed."""
+    if not isinstance(items, list) or len(items) != expected:
+        raise ValueError("one item per input expected")
+    indexes = [item.get("index") for item in items]
+    if all(index is None for index in indexes):
+        return items
+    if any(type(index) is not int for index in indexes) or sorted(indexes) != list(range(expected)):
+        raise ValueError("indexes are not a permutation of the inputs")
+    ordered: list[dict[str, Any]] = [{}] * expected
+    for index, item in zip(indexes, items, strict=True):
+        ordered[index] = item
+    return ordered
 
 
 def _matrix(embeddings: list[Any]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    if not embeddings:
+        raise ValueError("no embeddings")
     if all(isinstance(e, str) for e in embeddings):
-        raw = b"".join(base64.b64decode(e, validate=True) for e in embeddings)
-        return np.frombuffer(raw, dtype="<f4").reshape(len(embeddings), -1)
-    return np.ascontiguousarray(np.array(embeddings, dtype="<f4"))
+        raw = [base64.b64decode(e, validate=True) for e in embeddings]
+        width = len(raw[0])
+        if width == 0 or width % 4 or any(len(r) != width for r in raw):
+            raise ValueError("base64 embeddings of unequal or partial length")
+        return np.frombuffer(b"".join(raw), dtype="<f4").reshape(len(raw), width // 4)
+    if not all(isinstance(e, list) for e in embeddings):
+        raise ValueError("an embedding is neither a list nor base64")
+    matrix = np.array(embeddings, dtype=np.float64)  # ragged lists raise ValueError
+    if matrix.ndim != 2 or matrix.shape[1] == 0:
+        raise ValueError("embeddings are not flat lists of numbers")
+    if np.abs(matrix).max() > _FLOAT32_MAX:  # finite here, infinite as float32
+        raise ValueError("a number outside float32")
+    return np.ascontiguousarray(matrix.astype("<f4"))
+
+
+def _usage_tokens(usage: Any) -> int | None:
+    """The reported ``prompt_tokens`` when it is a sane integer; None (local counts) otherwise."""
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    if type(tokens) is not int or not 0 <= tokens <= MAX_REPORTED_TOKENS:
+        if tokens is not None:
+            log.warning("upstream reported an implausible token count; using local counts")
+        return None
+    return tokens
 
 
 def error_from_response(status: int, body: bytes, headers: Any, provider: str) -> GatewayError:
@@ -144,7 +199,9 @@ class OpenAIProvider:
     async def _post(self, payload: bytes) -> tuple[int, bytes, Any]:
         assert self._session is not None, "provider used before start()"
         try:
-            async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
+            async with self._session.post(
+                self._url, data=payload, headers=self._headers, allow_redirects=False
+            ) as resp:
                 return resp.status, await resp.read(), resp.headers
         except TimeoutError:
             raise UpstreamTimeout(f"upstream provider {self.name} timed out") from None

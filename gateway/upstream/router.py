@@ -8,6 +8,8 @@
     failure   retryable (should_retry) → count it on the provider's breaker, schedule that
               deployment's retry (backoff with jitter, or the upstream's retry-after), pick again
               not retryable (a 4xx about the request) → raised at once
+              an answer that fails validation (upstream/validate.py, the provider's parser) or
+              any unexpected exception is a retryable failure too, never a 500
     give up   nothing left to pick → the last error (502/503/504, ``x-should-retry: true``);
               every breaker open before any attempt → 503 "no healthy deployment for model X"
     deadline  the whole call, waits included (asyncio.timeout) → 504 UpstreamTimeout
@@ -19,6 +21,7 @@ deployment is immediate. Per-provider concurrency is the provider's own business
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random as _random
 import time
@@ -27,9 +30,10 @@ from dataclasses import dataclass, field
 
 from gateway.breaker import CircuitBreaker
 from gateway.catalog import Deployment, Model
-from gateway.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
+from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from gateway.upstream import Inputs, Provider, UpstreamBatch
 from gateway.upstream.retry import RetryPolicy, retry_delay, should_retry
+from gateway.upstream.validate import check_batch
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -37,6 +41,7 @@ Random = Callable[[], float]
 BreakerFactory = Callable[[str], CircuitBreaker]  # provider name → its breaker
 
 DEFAULT_POLICY = RetryPolicy()
+log = logging.getLogger("gateway.upstream")
 Observe = Callable[[str, str, int, float, int], None]
 
 
@@ -130,7 +135,7 @@ class Router:
         self, call: _Call, model: Model, inputs: Inputs, dimensions: int | None
     ) -> UpstreamBatch:
         while (deployment := await self._pick(call) or self._last_resort(call)) is not None:
-            batch = await self._attempt(call, deployment, inputs, dimensions)
+            batch = await self._attempt(call, model, deployment, inputs, dimensions)
             if batch is not None:
                 return batch
         raise call.last_error or self._no_healthy_deployment(model)
@@ -169,7 +174,12 @@ class Router:
         return None if ready_at > call.deadline_at else max(0.0, ready_at - now)
 
     async def _attempt(
-        self, call: _Call, deployment: Deployment, inputs: Inputs, dimensions: int | None
+        self,
+        call: _Call,
+        model: Model,
+        deployment: Deployment,
+        inputs: Inputs,
+        dimensions: int | None,
     ) -> UpstreamBatch | None:
         """The batch, or None after a retryable failure; a non-retryable error is raised."""
         self._count(call, deployment)
@@ -179,6 +189,7 @@ class Router:
         try:
             async with asyncio.timeout(self._attempt_timeout):
                 batch = await provider.embed(deployment.upstream_model, inputs, dimensions)
+            check_batch(batch, len(inputs), dimensions or model.dimensions, deployment.provider)
         except TimeoutError:
             error = UpstreamTimeout(f"upstream provider {deployment.provider} timed out")
             self._record(deployment, error.status, started, len(inputs))
@@ -187,6 +198,12 @@ class Router:
         except GatewayError as error:
             self._record(deployment, error.status, started, len(inputs))
             self._failed(call, deployment, error)
+            return None
+        except Exception:  # a bug or a surprise on the upstream path is a failed attempt too
+            log.exception("upstream provider %s: unexpected failure", deployment.provider)
+            surprise = UpstreamError(f"upstream provider {deployment.provider} failed")
+            self._record(deployment, surprise.status, started, len(inputs))
+            self._failed(call, deployment, surprise)
             return None
         self._record(deployment, 200, started, len(inputs))
         self._breakers[deployment.provider].record_success()

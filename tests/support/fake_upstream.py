@@ -364,6 +364,11 @@ class FakeUpstream:
         self.delay = 0.0
         self._scripted: collections.deque[Fault] = collections.deque()
         self._random: RandomFailures | None = None
+        # A hostile upstream: a success body built by this (see hostile.py), or a redirect.
+        self.answer: Callable[[EmbeddingCall], bytes] | None = None
+        self.redirect_to: str | None = None
+        # Inputs containing this are refused with a 400 that quotes them (a content filter).
+        self.refuse_containing: str | None = None
 
     # ------------------------------------------------------------ fault injection
 
@@ -453,9 +458,24 @@ class FakeUpstream:
             return await self._misbehave(request, fault)
         if isinstance(outcome, ApiError):
             return error_response(outcome)
+        refused = self._refusal(outcome)
+        if refused is not None:
+            return error_response(refused)
+        if self.redirect_to is not None:
+            return web.Response(status=307, headers={"Location": self.redirect_to})
         self.inputs_embedded += len(outcome.texts)
+        if self.answer is not None:
+            return web.Response(body=self.answer(outcome), content_type="application/json")
         body = embeddings_body(outcome, self.usage_multiplier)
         return web.Response(body=body, content_type="application/json")
+
+    def _refusal(self, call: EmbeddingCall) -> ApiError | None:
+        needle = self.refuse_containing
+        for index, text in enumerate(call.texts):
+            if needle is not None and needle in text:
+                message = f"Invalid 'input[{index}]': content rejected: '{text}'"
+                return ApiError(400, message, param="input")
+        return None
 
     def _receive(self, raw: bytes) -> EmbeddingCall | ApiError:
         """Record the body and its inputs; the validated call or the error to answer."""
