@@ -42,12 +42,14 @@ def embed(stack: Stack, key: str, text: str | Sequence[str] = FOUR_TOKENS) -> ht
 
 
 def sample(stack: Stack, name: str, **labels: str) -> float:
+    """The sum over every series of ``name`` that carries ``labels`` (others may be seeded 0)."""
     text = httpx.get(f"{stack.url}/metrics").text
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
+    return sum(
+        float(s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def usage(stack: Stack, key: str) -> dict[str, Any]:
