@@ -99,10 +99,8 @@ class ModelNotFound(GatewayError):
     should_retry = False
 
     def __init__(self, model: str) -> None:
-        super().__init__(
-            f"The model `{model}` does not exist or you do not have access to it.",
-            param="model",
-        )
+        # As OpenAI's recorded answer: the message names the model, param is null.
+        super().__init__(f"The model `{model}` does not exist or you do not have access to it.")
 
 
 class NotFound(GatewayError):
