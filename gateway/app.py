@@ -100,6 +100,8 @@ def build_limiter(settings: CacheSettings, client: RedisClient | None) -> Limite
 def build_provider(name: str, settings: ProviderSettings) -> Provider:
     if settings.type == "local":
         return LocalProvider(name, settings)
+    if settings.requires_api_key and not settings.api_key:
+        log.warning("provider %s: no API key configured; its calls fail until one is set", name)
     return OpenAIProvider(name, settings)
 
 
@@ -123,6 +125,7 @@ def build_router(
         settings.max_delay,
         settings.deadline,
         settings.attempt_timeout,
+        settings.max_total_attempts,
     )
     threshold, cooldown = settings.breaker_failure_threshold, settings.breaker_cooldown
     return Router(

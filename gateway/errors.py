@@ -12,6 +12,7 @@
     ├── PayloadTooLarge               413 invalid_request_error
     ├── RateLimited                   429 requests|tokens / rate_limit_exceeded
     ├── UpstreamError                 502 upstream_error
+    │   └── ProviderMisconfigured      502 upstream_error, never retried (the gateway's credentials)
     ├── ServiceUnavailable            503 service_unavailable
     └── UpstreamTimeout               504 upstream_error
 
@@ -143,6 +144,14 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     should_retry = True
+
+
+class ProviderMisconfigured(UpstreamError):
+    """The gateway's own provider credentials are missing or refused: no retry can fix that,
+    only its operator (the router still fails over to another deployment)."""
+
+    default_code = "upstream_credentials"
+    should_retry = False
 
 
 class ServiceUnavailable(GatewayError):

@@ -8,6 +8,8 @@
     failure   retryable (should_retry) → count it on the provider's breaker, schedule that
               deployment's retry (backoff with jitter, or the upstream's retry-after), pick again
               not retryable (a 4xx about the request) → raised at once
+              misconfigured (the gateway's own credentials) → failed over, never retried
+    bound     at most ``max_total_attempts`` provider calls per call, over every deployment
     give up   nothing left to pick → the last error (502/503/504, ``x-should-retry: true``);
               every breaker open before any attempt → 503 "no healthy deployment for model X"
     deadline  the whole call, waits included (asyncio.timeout) → 504 UpstreamTimeout
@@ -27,7 +29,12 @@ from dataclasses import dataclass, field
 
 from gateway.breaker import CircuitBreaker
 from gateway.catalog import Deployment, Model
-from gateway.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
+from gateway.errors import (
+    GatewayError,
+    ProviderMisconfigured,
+    ServiceUnavailable,
+    UpstreamTimeout,
+)
 from gateway.upstream import Inputs, Provider, UpstreamBatch
 from gateway.upstream.retry import RetryPolicy, retry_delay, should_retry
 
@@ -70,6 +77,7 @@ class _Call:
     last_tried: Deployment | None = None
     in_flight: Deployment | None = None
     tried: set[Deployment] = field(default_factory=set)
+    attempts: int = 0
 
     def rotation(self) -> list[Deployment]:
         """Every deployment, starting after the one last tried."""
@@ -129,7 +137,9 @@ class Router:
     async def _run(
         self, call: _Call, model: Model, inputs: Inputs, dimensions: int | None
     ) -> UpstreamBatch:
-        while (deployment := await self._pick(call) or self._last_resort(call)) is not None:
+        while call.attempts < self._policy.max_total_attempts and (
+            deployment := await self._pick(call) or self._last_resort(call)
+        ):
             batch = await self._attempt(call, deployment, inputs, dimensions)
             if batch is not None:
                 return batch
@@ -198,6 +208,7 @@ class Router:
 
     def _count(self, call: _Call, deployment: Deployment) -> None:
         call.tried.add(deployment)
+        call.attempts += 1
         self.attempts += 1
         if call.last_tried is not None:
             self.retries += 1
@@ -207,6 +218,10 @@ class Router:
 
     def _failed(self, call: _Call, deployment: Deployment, error: GatewayError) -> None:
         breaker = self._breakers[deployment.provider]
+        if isinstance(error, ProviderMisconfigured):  # another deployment may still serve
+            call.failures[deployment] = self._policy.max_attempts
+            call.last_error = error
+            return
         if not should_retry(error):
             breaker.record_success()  # the provider answered; the request was at fault
             raise error
