@@ -27,6 +27,7 @@ from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache, RedisClient
 from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
+from gateway.counting import OwnTokenizer, Tokenizers
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
 from gateway.metrics import Metrics
@@ -136,6 +137,19 @@ def build_router(
     )
 
 
+def build_tokenizers(settings: Settings, providers: Mapping[str, Provider]) -> Tokenizers:
+    """Models with ``tokenizer: local`` are counted by their in-process engine."""
+    own = {}
+    for name, spec in settings.models.items():
+        local = [d for d in spec.deployments if isinstance(providers[d.provider], LocalProvider)]
+        if spec.tokenizer != "local" or not local:
+            continue
+        provider = providers[local[0].provider]
+        assert isinstance(provider, LocalProvider)
+        own[name] = OwnTokenizer(provider.token_counts, local[0].model or name)
+    return Tokenizers(own)
+
+
 def build_fetcher(settings: FetchSettings, router: Router) -> Fetcher:
     fetcher: Fetcher = ChunkedFetcher(router)
     if settings.batch_window_ms > 0:
@@ -190,6 +204,7 @@ def build_parts(settings: Settings) -> Parts:
         tokenizer=Cl100k(),
         key_prefix=settings.cache.key_prefix,
         background=background,
+        tokenizers=build_tokenizers(settings, providers),
     )
     usage = UsageBuffer(build_usage(settings.cache, client))
     keys = KeyRing(settings.auth)

@@ -120,7 +120,9 @@ class ModelSettings:
     # Serve reduced dimensions as the renormalised prefix of one cached full vector.
     derive_dimensions: bool = True
     # cl100k: the model reads cl100k token ids, so text and its ids share a cache entry.
-    tokenizer: Literal["cl100k", "estimate"] = "estimate"
+    # local: an in-process model counts its own tokens; estimate: cl100k counts that never
+    # refuse an input (the upstream judges its own limit).
+    tokenizer: Literal["cl100k", "local", "estimate"] = "estimate"
     cache_id: str = ""
     owned_by: str = "system"
     display_name: str = ""

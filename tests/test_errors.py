@@ -128,12 +128,6 @@ CASES: list[tuple[str, Any, int, str]] = [
         "The model `foo` does not exist or you do not have access to it.",
     ),
     ("body is an array", ["x"], 400, "Invalid request body: expected a JSON object."),
-    (
-        "input over the model's token limit",
-        {"model": "BAAI/bge-large-en-v1.5", "input": "word " * 600},
-        400,
-        "Invalid 'input': maximum input length is 512 tokens.",
-    ),
 ]
 
 
