@@ -27,6 +27,7 @@ from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache, RedisClient
 from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
+from gateway.counting import OwnTokenizer, Tokenizers
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
 from gateway.metrics import Metrics, Seed
@@ -101,6 +102,8 @@ def build_limiter(settings: CacheSettings, client: RedisClient | None) -> Limite
 def build_provider(name: str, settings: ProviderSettings) -> Provider:
     if settings.type == "local":
         return LocalProvider(name, settings)
+    if settings.requires_api_key and not settings.api_key:
+        log.warning("provider %s: no API key configured; its calls fail until one is set", name)
     return OpenAIProvider(name, settings)
 
 
@@ -124,6 +127,7 @@ def build_router(
         settings.max_delay,
         settings.deadline,
         settings.attempt_timeout,
+        settings.max_total_attempts,
     )
     threshold, cooldown = settings.breaker_failure_threshold, settings.breaker_cooldown
     return Router(
@@ -132,6 +136,19 @@ def build_router(
         breaker_factory=lambda _name: CircuitBreaker(threshold, cooldown),
         observe=metrics.upstream_call,
     )
+
+
+def build_tokenizers(settings: Settings, providers: Mapping[str, Provider]) -> Tokenizers:
+    """Models with ``tokenizer: local`` are counted by their in-process engine."""
+    own = {}
+    for name, spec in settings.models.items():
+        local = [d for d in spec.deployments if isinstance(providers[d.provider], LocalProvider)]
+        if spec.tokenizer != "local" or not local:
+            continue
+        provider = providers[local[0].provider]
+        assert isinstance(provider, LocalProvider)
+        own[name] = OwnTokenizer(provider.token_counts, local[0].model or name)
+    return Tokenizers(own)
 
 
 def build_fetcher(settings: FetchSettings, router: Router) -> Fetcher:
@@ -189,6 +206,7 @@ def build_parts(settings: Settings) -> Parts:
         key_prefix=settings.cache.key_prefix,
         background=background,
         memo=TokenMemo(settings.cache.token_memo_bytes),
+        tokenizers=build_tokenizers(settings, providers),
     )
     usage = UsageBuffer(build_usage(settings.cache, client))
     keys = KeyRing(settings.auth)

@@ -12,6 +12,7 @@
     ├── PayloadTooLarge               413 invalid_request_error
     ├── RateLimited                   429 requests|tokens / rate_limit_exceeded
     ├── UpstreamError                 502 upstream_error
+    │   └── ProviderMisconfigured      502 upstream_error, never retried (the gateway's credentials)
     ├── ServiceUnavailable            503 service_unavailable
     └── UpstreamTimeout               504 upstream_error
 
@@ -99,10 +100,8 @@ class ModelNotFound(GatewayError):
     should_retry = False
 
     def __init__(self, model: str) -> None:
-        super().__init__(
-            f"The model `{model}` does not exist or you do not have access to it.",
-            param="model",
-        )
+        # As OpenAI's recorded answer: the message names the model, param is null.
+        super().__init__(f"The model `{model}` does not exist or you do not have access to it.")
 
 
 class NotFound(GatewayError):
@@ -145,6 +144,14 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     should_retry = True
+
+
+class ProviderMisconfigured(UpstreamError):
+    """The gateway's own provider credentials are missing or refused: no retry can fix that,
+    only its operator (the router still fails over to another deployment)."""
+
+    default_code = "upstream_credentials"
+    should_retry = False
 
 
 class ServiceUnavailable(GatewayError):

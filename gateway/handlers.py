@@ -11,10 +11,18 @@ from aiohttp import web
 
 from gateway import openapi, protocol, quota
 from gateway.accounting import Accountant
-from gateway.auth import KeyRing, check_model, client_ip, parse_networks, presented_key
+from gateway.auth import (
+    ANONYMOUS,
+    KeyRing,
+    Principal,
+    check_model,
+    client_ip,
+    parse_networks,
+    presented_key,
+)
 from gateway.cache import Cache
-from gateway.catalog import Catalog
-from gateway.errors import AuthenticationFailed, RequestTimeout
+from gateway.catalog import Catalog, Model
+from gateway.errors import AuthenticationFailed, ModelNotFound, RequestTimeout
 from gateway.metrics import Metrics
 from gateway.middleware import FACTS
 from gateway.service import Caller, EmbeddingResult, EmbeddingService
@@ -112,12 +120,30 @@ class Handlers:
             (token or "").encode(), self._internal_token
         )
 
+    def _lister(self, request: web.Request) -> Principal:
+        """Who asks for the model list: a presented key must be valid and sees only its own
+        models; no key at all sees the public list (NanoGPT's is public too)."""
+        headers = request.headers
+        presented = presented_key(headers.get("Authorization"), headers.get("x-api-key"))
+        return ANONYMOUS if presented is None else self.keys.authenticate(presented)
+
+    def _visible(self, request: web.Request) -> list[Model]:
+        principal = self._lister(request)
+        return [model for model in self.catalog if principal.may_use(model.name)]
+
     async def models(self, request: web.Request) -> web.Response:
-        body = protocol.models_list(self.catalog, self.created)
+        body = protocol.models_list(self._visible(request), self.created)
         return web.Response(body=body, content_type=JSON)
 
+    async def model(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        model = self.catalog.get(name)
+        if model is None or not self._lister(request).may_use(name):
+            raise ModelNotFound(name)
+        return web.Response(body=protocol.model_object(model, self.created), content_type=JSON)
+
     async def embedding_models(self, request: web.Request) -> web.Response:
-        body = protocol.embedding_models_list(self.catalog, self.created)
+        body = protocol.embedding_models_list(self._visible(request), self.created)
         return web.Response(body=body, content_type=JSON)
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -142,6 +168,8 @@ class Handlers:
             routes += [
                 web.post(f"{prefix}/embeddings", self.embeddings),
                 web.get(f"{prefix}/models", self.models),
+                # Ids hold slashes (BAAI/bge-m3): the name takes the rest of the path.
+                web.get(f"{prefix}/models/{{model:.+}}", self.model),
                 web.get(f"{prefix}/embedding-models", self.embedding_models),
                 web.get(f"{prefix}/usage", self.usage),
             ]

@@ -138,6 +138,14 @@ HEADERS: dict[str, Schema] = {
     "RetryAfter": {"description": "Seconds to wait.", "schema": STRING},
 }
 
+MODEL_ID: Schema = {
+    "name": "model",
+    "in": "path",
+    "required": True,
+    "description": "The model id, slashes included (not percent-encoded)",
+    "schema": TEXT,
+}
+
 SECURITY_SCHEMES: dict[str, Schema] = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
@@ -188,8 +196,12 @@ def _operation(
     responses: dict[str, Schema],
     security: list[dict[str, list[str]]] | None = None,
     body: str | None = None,
+    *,
+    parameters: list[Schema] | None = None,
 ) -> Schema:
     operation: Schema = {"operationId": operation_id, "summary": summary, "responses": responses}
+    if parameters is not None:
+        operation["parameters"] = parameters
     if security is not None:
         operation["security"] = security
     if body is not None:
@@ -199,6 +211,8 @@ def _operation(
 
 
 def _api_paths(prefix: str, suffix: str, security: list[dict[str, list[str]]]) -> Schema:
+    # A key is optional for the model list: without one, the public list.
+    listing = security if {} in security else [*security, {}]
     cache = {"x-cache": _ref("Cache", "headers"), "x-cache-hits": _ref("CacheHits", "headers")}
     embedded = _answer("The vectors, in input order", _ref("EmbeddingResponse"), cache)
     return {
@@ -215,14 +229,27 @@ def _api_paths(prefix: str, suffix: str, security: list[dict[str, list[str]]]) -
             "get": _operation(
                 f"listModels{suffix}",
                 "OpenAI's model list",
-                {"200": _answer("Every model", _ref("ModelList"))} | _errors(AT_CAPACITY),
+                {"200": _answer("The models the caller may use", _ref("ModelList"))}
+                | _errors(401, AT_CAPACITY),
+                listing,
+            )
+        },
+        f"{prefix}/models/{{model}}": {
+            "get": _operation(
+                f"retrieveModel{suffix}",
+                "One model, by id (ids may hold slashes: BAAI/bge-m3)",
+                {"200": _answer("The model", _ref("Model"))} | _errors(401, 404, AT_CAPACITY),
+                listing,
+                parameters=[MODEL_ID],
             )
         },
         f"{prefix}/embedding-models": {
             "get": _operation(
                 f"listEmbeddingModels{suffix}",
                 "NanoGPT's model list: dimensions, max tokens, pricing",
-                {"200": _answer("Every model", _ref("EmbeddingModelList"))} | _errors(AT_CAPACITY),
+                {"200": _answer("The models the caller may use", _ref("EmbeddingModelList"))}
+                | _errors(401, AT_CAPACITY),
+                listing,
             )
         },
         f"{prefix}/usage": {

@@ -7,7 +7,7 @@ substrings such as "array length must be 2048 or less" to split batches and retr
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -150,10 +150,9 @@ def _encoding_format(value: Any) -> EncodingFormat:
     if value == "base64":
         return "base64"
     shown = value if isinstance(value, str) else _repr(value)
+    # OpenAI's recorded answer names the field in the message only: param and code are null.
     raise InvalidRequest(
-        f"Invalid value for 'encoding_format' = {shown}. Supported values: ['float', 'base64'].",
-        param="encoding_format",
-        code="invalid_value",
+        f"Invalid value for 'encoding_format' = {shown}. Supported values: ['float', 'base64']."
     )
 
 
@@ -210,16 +209,22 @@ def embedding_response(
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def models_list(catalog: Catalog, created: int) -> bytes:
-    data = [
-        {"id": m.name, "object": "model", "created": created, "owned_by": m.owned_by}
-        for m in catalog
-    ]
+def models_list(models: Iterable[Model], created: int) -> bytes:
+    data = [_model_object(m, created) for m in models]
     return orjson.dumps({"object": "list", "data": data})
 
 
-def embedding_models_list(catalog: Catalog, created: int) -> bytes:
-    data = [_embedding_model(m, created) for m in catalog]
+def model_object(model: Model, created: int) -> bytes:
+    """One model, as OpenAI's ``GET /v1/models/{model}`` answers it."""
+    return orjson.dumps(_model_object(model, created))
+
+
+def _model_object(model: Model, created: int) -> dict[str, Any]:
+    return {"id": model.name, "object": "model", "created": created, "owned_by": model.owned_by}
+
+
+def embedding_models_list(models: Iterable[Model], created: int) -> bytes:
+    data = [_embedding_model(m, created) for m in models]
     return orjson.dumps({"object": "list", "data": data})
 
 

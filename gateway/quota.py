@@ -97,10 +97,28 @@ def headers(quota: Quota) -> dict[str, str]:
 _UNIT_TEXT = {"requests": "requests per second (RPS)", "tokens": "tokens per min (TPM)"}
 
 
+def too_large(bucket: Bucket, decision: Decision, model: str, quota: Quota) -> RateLimited:
+    """A request over a bucket's whole burst can never succeed: OpenAI's "Request too large"
+    429, with no retry-after and ``x-should-retry: false``."""
+    error = RateLimited(
+        f"Request too large for {model} per {bucket.role} on {_UNIT_TEXT[bucket.unit]}: "
+        f"Limit {int(decision.limit)}, Requested {int(bucket.request.cost)}. The input or output "
+        "tokens must be reduced in order to run successfully.",
+        headers=headers(quota),
+    )
+    error.type = bucket.unit
+    error.scope = bucket.role
+    error.should_retry = False
+    return error
+
+
 def rate_limited(
     buckets: Sequence[Bucket], decisions: Sequence[Decision], model: str, quota: Quota
 ) -> RateLimited:
     pairs = list(zip(buckets, decisions, strict=True))
+    for bucket, decision in pairs:
+        if decision.exceeds_burst:
+            return too_large(bucket, decision, model, quota)
     short = [(b, d) for b, d in pairs if d.remaining < b.request.cost] or pairs
     bucket, decision = max(short, key=lambda pair: pair[1].retry_after)
     wait = min(60.0, max(d.retry_after for d in decisions))
@@ -116,8 +134,6 @@ def rate_limited(
     )
     error.type = bucket.unit
     error.scope = bucket.role
-    if decision.exceeds_burst:
-        error.should_retry = False
     return error
 
 

@@ -75,6 +75,8 @@ class CacheSettings:
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     max_attempts: int = field(default=3, metadata=POSITIVE_INT)  # per deployment
+    # Per client request, over every deployment: with an SDK's 2 retries, at most 9 calls.
+    max_total_attempts: int = field(default=3, metadata=POSITIVE_INT)
     base_delay: float = field(default=0.1, metadata=NON_NEGATIVE)  # backoff, full jitter
     max_delay: float = field(default=2.0, metadata=NON_NEGATIVE)
     deadline: float = field(default=30.0, metadata=POSITIVE)  # per request, all attempts
@@ -96,6 +98,9 @@ class FetchSettings:
 class ProviderSettings:
     base_url: str = ""  # required for type openai
     api_key: str = field(default="", repr=False)
+    # With no api_key, calls fail at once (502, x-should-retry: false) saying what to set;
+    # false: a self-hosted server that needs no key is called without one.
+    requires_api_key: bool = True
     type: Literal["openai", "local"] = "openai"  # local: a model computed in-process
     max_batch: int = field(default=2048, metadata=POSITIVE_INT)
     max_tokens_per_request: int = field(default=300_000, metadata=POSITIVE_INT)
@@ -121,7 +126,9 @@ class ModelSettings:
     # Serve reduced dimensions as the renormalised prefix of one cached full vector.
     derive_dimensions: bool = True
     # cl100k: the model reads cl100k token ids, so text and its ids share a cache entry.
-    tokenizer: Literal["cl100k", "estimate"] = "estimate"
+    # local: an in-process model counts its own tokens; estimate: cl100k counts that never
+    # refuse an input (the upstream judges its own limit).
+    tokenizer: Literal["cl100k", "local", "estimate"] = "estimate"
     cache_id: str = ""
     owned_by: str = "system"
     display_name: str = ""

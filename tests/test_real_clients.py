@@ -39,6 +39,22 @@ try {
   console.log(JSON.stringify({ error: error.constructor.name, status: error.status }));
 }
 """
+NODE_MODELS_SCRIPT = """
+import OpenAI from "openai";
+const [baseURL, missing] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0 });
+const listed = [];
+for await (const model of client.models.list()) listed.push(model.id);
+const retrieved = [];
+for (const id of listed) retrieved.push((await client.models.retrieve(id)).id);
+let notFound = null;
+try {
+  await client.models.retrieve(missing);
+} catch (error) {
+  notFound = { error: error.constructor.name, status: error.status, code: error.code };
+}
+console.log(JSON.stringify({ listed, retrieved, notFound }));
+"""
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -76,6 +92,7 @@ def node_openai(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"could not install the openai npm package (registry unreachable?): {exc}")
     (directory / "embed.mjs").write_text(NODE_SCRIPT)
+    (directory / "models.mjs").write_text(NODE_MODELS_SCRIPT)
     return directory
 
 
@@ -247,3 +264,16 @@ def test_node_openai_gets_the_same_vectors_as_python(stack: Stack, node_openai: 
 def test_node_openai_raises_its_not_found_error(stack: Stack, node_openai: Path) -> None:
     answer = run_node(node_openai, stack, "no-such-model", ["hello"])
     assert answer == {"error": "NotFoundError", "status": 404}
+
+
+def test_node_openai_retrieves_every_listed_model(stack: Stack, node_openai: Path) -> None:
+    command = ["node", str(node_openai / "models.mjs"), stack.base_url, "no/such-model"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30)
+    answer = json.loads(done.stdout)
+    assert answer["retrieved"] == answer["listed"] == list(stack.settings.models)
+    assert "BAAI/bge-m3" in answer["retrieved"]
+    assert answer["notFound"] == {
+        "error": "NotFoundError",
+        "status": 404,
+        "code": "model_not_found",
+    }

@@ -11,7 +11,13 @@ import pytest
 
 from gateway.breaker import CircuitBreaker
 from gateway.catalog import Deployment, Model
-from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from gateway.errors import (
+    GatewayError,
+    ProviderMisconfigured,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from gateway.settings import ProviderSettings
 from gateway.upstream.openai import OpenAIProvider
 from gateway.upstream.retry import RetryPolicy
@@ -195,8 +201,9 @@ async def test_when_every_attempt_fails_the_last_error_is_raised(
 
 
 async def test_max_attempts_count_per_deployment(
-    router: Router, primary: FakeUpstream, secondary: FakeUpstream
+    make_router: RouterFactory, primary: FakeUpstream, secondary: FakeUpstream
 ) -> None:
+    router = make_router(policy=RetryPolicy(max_total_attempts=100))
     primary.fail_next(100, 500)
     secondary.fail_next(100, 500)
     with pytest.raises(UpstreamError):
@@ -333,3 +340,65 @@ async def test_a_deployment_with_an_open_breaker_is_a_last_resort_after_others_f
     batch = await router.embed(BOTH, TEXTS, None)
     assert batch.vectors.shape == (2, DIMS)
     assert (primary.request_count, secondary.request_count) == (2, 2)
+
+
+async def test_a_call_makes_at_most_max_total_attempts_over_every_deployment(
+    router: Router, primary: FakeUpstream, secondary: FakeUpstream
+) -> None:
+    primary.fail_next(100, 500)
+    secondary.fail_next(100, 500)
+    with pytest.raises(UpstreamError) as raised:
+        await router.embed(BOTH, TEXTS, None)
+    assert primary.request_count + secondary.request_count == 3
+    assert raised.value.response_headers()["x-should-retry"] == "true"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_refused_credentials_are_never_retried_and_say_what_to_check(
+    router: Router, primary: FakeUpstream, status: int
+) -> None:
+    primary.fail_next(100, status)
+    with pytest.raises(ProviderMisconfigured) as raised:
+        await router.embed(ONLY_PRIMARY, TEXTS, None)
+    assert primary.request_count == 1
+    assert raised.value.response_headers()["x-should-retry"] == "false"
+    assert raised.value.message == (
+        f"upstream provider primary refused the gateway's API key ({status}): check "
+        "providers.primary.api_key in the config (PRIMARY_API_KEY in the shipped config.yaml)"
+    )
+
+
+async def test_refused_credentials_fail_over_to_another_deployment(
+    router: Router, primary: FakeUpstream, secondary: FakeUpstream
+) -> None:
+    primary.fail_next(100, 401)
+    batch = await router.embed(BOTH, TEXTS, None)
+    assert batch.vectors.shape == (2, DIMS)
+    assert (primary.request_count, secondary.request_count) == (1, 1)
+
+
+async def test_a_provider_with_no_key_is_not_called_and_names_the_setting(
+    primary: FakeUpstream,
+) -> None:
+    keyless = OpenAIProvider("nanogpt", ProviderSettings(base_url=primary.base_url))
+    await keyless.start()
+    try:
+        with pytest.raises(ProviderMisconfigured) as raised:
+            await Router({"nanogpt": keyless}).embed(model("nanogpt"), TEXTS, None)
+    finally:
+        await keyless.close()
+    assert primary.request_count == 0
+    assert raised.value.response_headers()["x-should-retry"] == "false"
+    assert "set providers.nanogpt.api_key" in raised.value.message
+    assert "NANOGPT_API_KEY" in raised.value.message
+
+
+async def test_a_server_that_needs_no_key_is_called_without_one(primary: FakeUpstream) -> None:
+    settings = ProviderSettings(base_url=primary.base_url, requires_api_key=False)
+    keyless = OpenAIProvider("selfhosted", settings)
+    await keyless.start()
+    try:
+        batch = await keyless.embed(NAME, TEXTS, None)
+    finally:
+        await keyless.close()
+    assert (batch.vectors.shape, primary.auth_headers) == ((2, DIMS), [None])

@@ -58,7 +58,7 @@ def test_a_deployment_on_an_unknown_provider_is_an_error() -> None:
 
 
 def test_a_literal_lists_its_choices() -> None:
-    assert "must be one of cl100k, estimate" in error_for(settings_with(tokenizer="bpe"))
+    assert "must be one of cl100k, local, estimate" in error_for(settings_with(tokenizer="bpe"))
 
 
 def test_env_references_expand_with_defaults() -> None:

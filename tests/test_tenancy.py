@@ -122,6 +122,31 @@ def test_a_request_over_the_token_budget_is_refused_with_type_tokens(
         stack.close()
 
 
+def test_a_request_larger_than_the_whole_token_burst_is_too_large_for_good(
+    background: BackgroundLoop,
+) -> None:
+    stack = Stack(background, "", keys_config(tokens_per_minute=5))
+    try:
+        body = {"model": SMALL, "input": [[1] * 8]}
+        refused = post(stack, {"x-api-key": ALICE}, body)
+        with pytest.raises(openai.RateLimitError):
+            client(stack, ALICE, retries=2).embeddings.create(model=SMALL, input=[[1] * 8])
+    finally:
+        stack.close()
+    assert (refused.status_code, refused.headers["x-should-retry"]) == (429, "false")
+    assert "retry-after" not in refused.headers
+    assert "retry-after-ms" not in refused.headers
+    assert refused.json()["error"] == {
+        "message": "Request too large for text-embedding-3-small per key on tokens per min (TPM): "
+        "Limit 5, Requested 8. The input or output tokens must be reduced in order to run "
+        "successfully.",
+        "type": "tokens",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
+    assert stack.upstream.request_count == 0
+
+
 def test_the_client_honours_retry_after_and_succeeds(background: BackgroundLoop) -> None:
     stack = Stack(background, "", keys_config(requests_per_second=5, requests_burst=1))
     try:

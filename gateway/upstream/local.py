@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Protocol, TypeVar
@@ -60,7 +60,7 @@ def texts_of(inputs: Inputs, provider: str) -> list[str]:
     texts = [item for item in inputs if isinstance(item, str)]
     if len(texts) != len(inputs):
         error = GatewayError(
-            f"provider {provider} embeds text, not token ids: give its models `tokenizer: estimate`"
+            f"provider {provider} embeds text, not token ids: give its models `tokenizer: local`"
         )
         error.should_retry = False
         raise error
@@ -107,6 +107,15 @@ class LocalProvider:
         engine = self._ready()
         work = partial(embed_texts, engine, texts_of(inputs, self.name), is_query(model))
         return await self._in_pool(work)
+
+    def token_counts(self, model: str, texts: Sequence[str]) -> list[int] | None:
+        """The model's own token counts (special tokens and prefix included); None while the
+        engine is not loaded."""
+        engine = self._engine
+        if engine is None:
+            return None
+        query = is_query(model)
+        return [engine.token_count(text, query) for text in texts]
 
     def _ready(self) -> Engine:
         if self._engine is None:

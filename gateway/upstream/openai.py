@@ -19,6 +19,7 @@ import orjson
 
 from gateway.errors import (
     GatewayError,
+    ProviderMisconfigured,
     ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
@@ -125,8 +126,26 @@ def error_from_response(status: int, body: bytes, headers: Any, provider: str) -
         message = f"upstream provider {provider} is rate limiting"
         return ServiceUnavailable(message, headers=extra, retry_after=retry_after)
     if status in (401, 403):
-        return UpstreamError(f"upstream provider {provider} rejected the gateway's credentials")
+        return credentials_refused(provider, status)
     return UpstreamError(f"upstream provider {provider} answered {status}", retry_after=retry_after)
+
+
+def _key_setting(provider: str) -> str:
+    variable = f"{provider.upper()}_API_KEY"
+    return f"providers.{provider}.api_key in the config ({variable} in the shipped config.yaml)"
+
+
+def missing_key(provider: str) -> ProviderMisconfigured:
+    return ProviderMisconfigured(
+        f"upstream provider {provider} has no API key configured: set {_key_setting(provider)}"
+    )
+
+
+def credentials_refused(provider: str, status: int) -> ProviderMisconfigured:
+    return ProviderMisconfigured(
+        f"upstream provider {provider} refused the gateway's API key ({status}): "
+        f"check {_key_setting(provider)}"
+    )
 
 
 def _upstream_error_fields(body: bytes) -> tuple[str, str | None, str | None]:
@@ -189,9 +208,13 @@ class OpenAIProvider:
             await self._session.close()
 
     async def embed(self, model: str, inputs: Inputs, dimensions: int | None) -> UpstreamBatch:
+        if self._settings.requires_api_key and not self._settings.api_key:
+            raise missing_key(self.name)
         payload = build_payload(model, inputs, dimensions)
         async with self._semaphore:
             status, body, headers = await self._post(payload)
+        if status in (401, 403) and not self._settings.api_key:
+            raise missing_key(self.name)
         if status != 200:
             raise error_from_response(status, body, headers, self.name)
         return parse_embeddings(body, len(inputs), self.name)

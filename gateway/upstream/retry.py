@@ -2,7 +2,8 @@
 
 Waits are full jitter (``random() * min(max_delay, base_delay * 2**attempt)``), or the
 upstream's own ``retry-after`` when it sent one. Only errors marked ``should_retry`` are
-retried: connection errors, timeouts, 429 and 5xx; never a 4xx about the request.
+retried: connection errors, timeouts, 429 and 5xx; never a 4xx about the request, nor a
+provider the gateway holds no valid credentials for (that one is only failed over).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class RetryPolicy:
     deadline: float = 30.0  # seconds for one request: every attempt, wait and failover
     # Seconds one attempt may take: a hung call fails over instead of eating the deadline.
     attempt_timeout: float = 10.0
+    max_total_attempts: int = 3  # per call, over every deployment: the bound clients rely on
 
 
 def should_retry(error: GatewayError) -> bool:

@@ -10,6 +10,8 @@
               not retryable (a 4xx about the request) → raised at once
               an answer that fails validation (upstream/validate.py, the provider's parser) or
               any unexpected exception is a retryable failure too, never a 500
+              misconfigured (the gateway's own credentials) → failed over, never retried
+    bound     at most ``max_total_attempts`` provider calls per call, over every deployment
     give up   nothing left to pick → the last error (502/503/504, ``x-should-retry: true``);
               every breaker open before any attempt → 503 "no healthy deployment for model X"
     deadline  the whole call, waits included (asyncio.timeout) → 504 UpstreamTimeout
@@ -30,7 +32,13 @@ from dataclasses import dataclass, field
 
 from gateway.breaker import CircuitBreaker
 from gateway.catalog import Deployment, Model
-from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from gateway.errors import (
+    GatewayError,
+    ProviderMisconfigured,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from gateway.upstream import Inputs, Provider, UpstreamBatch
 from gateway.upstream.retry import RetryPolicy, retry_delay, should_retry
 from gateway.upstream.validate import check_batch
@@ -75,6 +83,7 @@ class _Call:
     last_tried: Deployment | None = None
     in_flight: Deployment | None = None
     tried: set[Deployment] = field(default_factory=set)
+    attempts: int = 0
 
     def rotation(self) -> list[Deployment]:
         """Every deployment, starting after the one last tried."""
@@ -134,7 +143,9 @@ class Router:
     async def _run(
         self, call: _Call, model: Model, inputs: Inputs, dimensions: int | None
     ) -> UpstreamBatch:
-        while (deployment := await self._pick(call) or self._last_resort(call)) is not None:
+        while call.attempts < self._policy.max_total_attempts and (
+            deployment := await self._pick(call) or self._last_resort(call)
+        ):
             batch = await self._attempt(call, model, deployment, inputs, dimensions)
             if batch is not None:
                 return batch
@@ -215,6 +226,7 @@ class Router:
 
     def _count(self, call: _Call, deployment: Deployment) -> None:
         call.tried.add(deployment)
+        call.attempts += 1
         self.attempts += 1
         if call.last_tried is not None:
             self.retries += 1
@@ -224,6 +236,10 @@ class Router:
 
     def _failed(self, call: _Call, deployment: Deployment, error: GatewayError) -> None:
         breaker = self._breakers[deployment.provider]
+        if isinstance(error, ProviderMisconfigured):  # another deployment may still serve
+            call.failures[deployment] = self._policy.max_attempts
+            call.last_error = error
+            return
         if not should_retry(error):
             breaker.record_success()  # the provider answered; the request was at fault
             raise error

@@ -369,6 +369,7 @@ class FakeUpstream:
         self.redirect_to: str | None = None
         # Inputs containing this are refused with a 400 that quotes them (a content filter).
         self.refuse_containing: str | None = None
+        self._input_limits: dict[str, tuple[int, int]] = {}
 
     # ------------------------------------------------------------ fault injection
 
@@ -382,6 +383,11 @@ class FakeUpstream:
     ) -> None:
         fault = Fail(failure(status, message, retry_after, retry_after_ms))
         self._scripted.extend([fault] * count)
+
+    def limit_input(self, model: str, characters: int, tokens: int) -> None:
+        """Refuse ``model`` inputs longer than ``characters`` as an upstream with its own
+        tokenizer would: 400 "maximum input length is ``tokens`` tokens"."""
+        self._input_limits[model] = (characters, tokens)
 
     def drop_next(self, count: int) -> None:
         self._scripted.extend([Drop()] * count)
@@ -488,7 +494,13 @@ class FakeUpstream:
             return invalid.error
         self.inputs_total += len(call.texts)
         self.inputs_seen.update(call.texts)
-        return call
+        return self._over_limit(call) or call
+
+    def _over_limit(self, call: EmbeddingCall) -> ApiError | None:
+        characters, tokens = self._input_limits.get(call.model, (0, 0))
+        if characters and max(map(len, call.texts)) > characters:
+            return ApiError(400, f"Invalid 'input': maximum input length is {tokens} tokens.")
+        return None
 
     async def _misbehave(self, request: web.Request, fault: Fault) -> web.Response:
         match fault:

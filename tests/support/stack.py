@@ -83,8 +83,9 @@ def write_config(
 ) -> Path:
     """The shipped config pointed at a fake upstream, as a file for a gateway subprocess."""
     raw = yaml.safe_load(CONFIG.read_text())
-    raw["providers"]["openai"]["base_url"] = upstream_url
-    raw["providers"]["nanogpt"]["base_url"] = upstream_url
+    for provider in ("openai", "nanogpt"):  # keyless providers are not called
+        raw["providers"][provider]["base_url"] = upstream_url
+        raw["providers"][provider]["api_key"] = f"sk-upstream-{provider}-secret"
     raw["cache"]["redis_url"] = redis_url
     path.write_text(yaml.safe_dump(merge(raw, overrides or {})))
     return path
