@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import TypeVar
 
 
 class GatewayError(Exception):
@@ -32,6 +33,9 @@ class GatewayError(Exception):
     default_code: str | None = None
     should_retry: bool | None = None
     retry_after: float | None = None  # seconds the upstream asked us to wait, when it said
+    # What the provider itself answered, for the upstream metric: its HTTP status, or timeout,
+    # unreachable, invalid (an answer that failed validation), no_key. None: not a provider's.
+    upstream_status: str | None = None
 
     def __init__(
         self,
@@ -68,6 +72,15 @@ class GatewayError(Exception):
         if self.should_retry is not None:
             headers["x-should-retry"] = "true" if self.should_retry else "false"
         return headers
+
+
+AnyError = TypeVar("AnyError", bound=GatewayError)
+
+
+def answered(error: AnyError, upstream_status: str) -> AnyError:
+    """``error``, labelled with what the provider itself answered (see GatewayError)."""
+    error.upstream_status = upstream_status
+    return error
 
 
 class InvalidRequest(GatewayError):

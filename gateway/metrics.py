@@ -53,7 +53,8 @@ NO_TEAM = "none"  # a key without a team: a visible label value, so a team filte
 REQUEST_STATUSES = ("200", "400", "401", "403", "404", "405", "408", "413", "429", "500", "502",
                     "503", "504")  # fmt: skip
 UPSTREAM_STATUSES = ("200", "400", "401", "403", "404", "408", "413", "422", "429", "500", "502",
-                     "503", "504", "timeout", "unreachable", "invalid")  # fmt: skip
+                     "503", "504", "timeout", "unreachable", "invalid", "no_key",
+                     "error")  # fmt: skip
 INPUT_RESULTS = ("hit", "miss", "coalesced", "deduplicated")
 RATE_LIMIT_SCOPES = ("ip", "key", "model")
 CACHE_OPS = ("read", "write")

@@ -17,7 +17,9 @@ from tests.support.stack import Stack
 
 SMALL = "text-embedding-3-small"
 TEXTS = ["the first innocent text", "the second innocent text"]
-FAST_FAILURE = {"upstream": {"max_attempts": 2, "base_delay": 0, "max_delay": 0}}
+FAST_FAILURE = {
+    "upstream": {"max_attempts": 2, "max_total_attempts": 4, "base_delay": 0, "max_delay": 0}
+}
 
 
 @pytest.fixture

@@ -149,6 +149,7 @@ class Traffic:
     saved: float = 0.0
     throttled: int = 0
     server_errors: int = 0
+    upstream_500s: int = 0
 
 
 def send(client: httpx.Client, key: str, text: str, traffic: Traffic) -> None:
@@ -167,7 +168,9 @@ def mixed_traffic(port: int, upstream: FakeUpstream, round_: int, traffic: Traff
             for i in range(3):
                 send(client, key, f"{key} text {i}", traffic)  # round 0 misses, round 1 hits
         upstream.fail_next(40)
+        before = upstream.request_count
         send(client, "alpha", f"never embedded {round_}", traffic)
+        traffic.upstream_500s += upstream.request_count - before
         upstream.reset()
 
 
@@ -196,6 +199,8 @@ def test_every_panel_returns_data_and_counts_each_event_from_the_first(
     assert saved == pytest.approx(traffic.saved, rel=1e-9)
     assert prometheus.value(limited, at) == traffic.throttled
     assert prometheus.value(errors, at) == traffic.server_errors
+    upstream_500s = f'sum(increase(gateway_upstream_requests_total{{status="500"}}{increase}'
+    assert prometheus.value(upstream_500s, at) == traffic.upstream_500s  # the provider's status
     teams = prometheus.query("count by (team) (gateway_cost_usd_total)", at)
     assert {series["metric"]["team"] for series in teams} == {"search", "ads", "none"}
     empty = [expr for expr in dashboard_queries() if not prometheus.query(expr, at)]

@@ -149,6 +149,25 @@ async def test_a_5xx_is_retried_with_backoff_until_it_succeeds(
     assert (router.attempts, router.retries, router.failovers) == (3, 2, 0)
 
 
+async def test_each_call_is_observed_with_what_the_provider_itself_answered(
+    providers: dict[str, OpenAIProvider], primary: FakeUpstream, clock: FakeClock
+) -> None:
+    seen: list[str] = []
+    router = Router(
+        providers,
+        RetryPolicy(),
+        breaker_factory=lambda _name: CircuitBreaker(5, 30.0, clock),
+        observe=lambda _provider, _model, status, _seconds, _inputs: seen.append(status),
+        clock=clock,
+        sleep=Sleeper(clock),
+        random=lambda: 0.5,
+    )
+    primary.fail_next(1, 500)
+    primary.fail_next(1, 429)
+    await router.embed(ONLY_PRIMARY, TEXTS, None)
+    assert seen == ["500", "429", "200"]  # not the gateway's own 502 and 503
+
+
 async def test_a_429s_retry_after_sets_the_wait(
     router: Router, primary: FakeUpstream, sleeper: Sleeper
 ) -> None:

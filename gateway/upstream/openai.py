@@ -23,6 +23,7 @@ from gateway.errors import (
     ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
+    answered,
     upstream_client_error,
 )
 from gateway.settings import ProviderSettings
@@ -209,15 +210,18 @@ class OpenAIProvider:
 
     async def embed(self, model: str, inputs: Inputs, dimensions: int | None) -> UpstreamBatch:
         if self._settings.requires_api_key and not self._settings.api_key:
-            raise missing_key(self.name)
+            raise answered(missing_key(self.name), "no_key")
         payload = build_payload(model, inputs, dimensions)
         async with self._semaphore:
             status, body, headers = await self._post(payload)
         if status in (401, 403) and not self._settings.api_key:
-            raise missing_key(self.name)
+            raise answered(missing_key(self.name), str(status))
         if status != 200:
-            raise error_from_response(status, body, headers, self.name)
-        return parse_embeddings(body, len(inputs), self.name)
+            raise answered(error_from_response(status, body, headers, self.name), str(status))
+        try:
+            return parse_embeddings(body, len(inputs), self.name)
+        except GatewayError as error:
+            raise answered(error, "invalid") from None
 
     async def _post(self, payload: bytes) -> tuple[int, bytes, Any]:
         assert self._session is not None, "provider used before start()"
@@ -227,6 +231,8 @@ class OpenAIProvider:
             ) as resp:
                 return resp.status, await resp.read(), resp.headers
         except TimeoutError:
-            raise UpstreamTimeout(f"upstream provider {self.name} timed out") from None
+            timeout = UpstreamTimeout(f"upstream provider {self.name} timed out")
+            raise answered(timeout, "timeout") from None
         except aiohttp.ClientError:
-            raise UpstreamError(f"could not reach upstream provider {self.name}") from None
+            unreachable = UpstreamError(f"could not reach upstream provider {self.name}")
+            raise answered(unreachable, "unreachable") from None

@@ -50,10 +50,10 @@ BreakerFactory = Callable[[str], CircuitBreaker]  # provider name → its breake
 
 DEFAULT_POLICY = RetryPolicy()
 log = logging.getLogger("gateway.upstream")
-Observe = Callable[[str, str, int, float, int], None]
+Observe = Callable[[str, str, str, float, int], None]
 
 
-def _ignore(provider: str, model: str, status: int, seconds: float, inputs: int) -> None:
+def _ignore(provider: str, model: str, status: str, seconds: float, inputs: int) -> None:
     pass
 
 
@@ -203,24 +203,24 @@ class Router:
             check_batch(batch, len(inputs), dimensions or model.dimensions, deployment.provider)
         except TimeoutError:
             error = UpstreamTimeout(f"upstream provider {deployment.provider} timed out")
-            self._record(deployment, error.status, started, len(inputs))
+            self._record(deployment, "timeout", started, len(inputs))
             self._failed(call, deployment, error)
             return None
         except GatewayError as error:
-            self._record(deployment, error.status, started, len(inputs))
+            self._record(deployment, error.upstream_status or "error", started, len(inputs))
             self._failed(call, deployment, error)
             return None
         except Exception:  # a bug or a surprise on the upstream path is a failed attempt too
             log.exception("upstream provider %s: unexpected failure", deployment.provider)
             surprise = UpstreamError(f"upstream provider {deployment.provider} failed")
-            self._record(deployment, surprise.status, started, len(inputs))
+            self._record(deployment, "error", started, len(inputs))
             self._failed(call, deployment, surprise)
             return None
-        self._record(deployment, 200, started, len(inputs))
+        self._record(deployment, "200", started, len(inputs))
         self._breakers[deployment.provider].record_success()
         return batch
 
-    def _record(self, deployment: Deployment, status: int, started: float, inputs: int) -> None:
+    def _record(self, deployment: Deployment, status: str, started: float, inputs: int) -> None:
         seconds = time.perf_counter() - started
         self._observe(deployment.provider, deployment.upstream_model, status, seconds, inputs)
 

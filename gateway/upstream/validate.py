@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, answered
 from gateway.upstream import UpstreamBatch
 
 
 def check_batch(batch: UpstreamBatch, inputs: int, dimensions: int, provider: str) -> None:
     vectors = batch.vectors
     if vectors.ndim != 2 or vectors.shape[0] != inputs:
-        raise UpstreamError(f"upstream provider {provider} returned the wrong number of vectors")
+        raise _invalid(f"upstream provider {provider} returned the wrong number of vectors")
     if vectors.shape[1] != dimensions:
-        raise UpstreamError(
+        raise _invalid(
             f"upstream provider {provider} returned {vectors.shape[1]}-dimensional vectors, "
             f"expected {dimensions}"
         )
     if vectors.dtype != np.dtype("<f4") or not np.isfinite(vectors).all():
-        raise UpstreamError(f"upstream provider {provider} returned non-finite numbers")
+        raise _invalid(f"upstream provider {provider} returned non-finite numbers")
+
+
+def _invalid(message: str) -> UpstreamError:
+    return answered(UpstreamError(message), "invalid")
