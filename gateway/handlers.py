@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import dataclasses
 import hmac
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 from gateway import openapi, protocol, quota
 from gateway.accounting import Accountant
-from gateway.auth import KeyRing, check_model, client_ip, parse_networks, presented_key
+from gateway.auth import (
+    KeyRing,
+    check_model,
+    client_ip,
+    forwarded_for,
+    parse_networks,
+    presented_key,
+)
 from gateway.cache import Cache
 from gateway.catalog import Catalog
-from gateway.errors import AuthenticationFailed, RequestTimeout
+from gateway.errors import AuthenticationFailed, ServiceUnavailable
+from gateway.fairshare import BodyReader, InFlight, OffLoop
 from gateway.metrics import Metrics
 from gateway.middleware import FACTS
+from gateway.quota import TenantLimits
 from gateway.service import Caller, EmbeddingResult, EmbeddingService
 from gateway.settings import AuthSettings
+from gateway.store import StoreUnavailable
 from gateway.usage import UsageBuffer, report
 
 JSON = "application/json"
+OFF_LOOP_BYTES = 256 * 1024  # larger bodies are parsed on a thread
 
 
 def cache_headers(result: EmbeddingResult) -> dict[str, str]:
@@ -45,25 +58,53 @@ class Handlers:
     usage_store: UsageBuffer
     registry: Metrics
     metrics_need_token: bool
-    body_timeout: float
+    limits: TenantLimits
+    in_flight: InFlight
+    offload: OffLoop
+    body_reader: BodyReader
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
         self._trusted = parse_networks(self.auth.trusted_proxies)
         self._internal_token = self.auth.internal_token.encode()
 
-    def _caller(self, request: web.Request) -> Caller:
+    def _ip(self, request: web.Request) -> str:
+        lines = request.headers.getall("X-Forwarded-For", [])
+        return client_ip(request.remote, forwarded_for(lines), self._trusted)
+
+    def _caller(self, request: web.Request, ip: str | None = None) -> Caller:
         headers = request.headers
         principal = self.keys.authenticate(
             presented_key(headers.get("Authorization"), headers.get("x-api-key"))
         )
         request[FACTS]["key"] = principal.name
-        ip = client_ip(request.remote, headers.get("X-Forwarded-For"), self._trusted)
+        ip = ip or self._ip(request)
         return Caller(principal, ip, principal.cache_scope(self.auth.cache_scope))
 
+    async def _admitted(self, request: web.Request) -> Caller:
+        """Who is calling, charged one request from the headers alone (a failed authentication
+        is charged to the IP), before any byte of the body is read."""
+        ip = self._ip(request)
+        try:
+            caller = self._caller(request, ip)
+        except AuthenticationFailed:
+            await self.limits.admit_anyone(ip)
+            raise
+        quota = await self.limits.admit_request(caller.principal, ip)
+        return dataclasses.replace(caller, quota=quota)
+
+    def _share(self, caller: Caller) -> contextlib.AbstractContextManager[Any]:
+        if caller.principal.internal:
+            return contextlib.nullcontext()
+        return self.in_flight.enter(caller.principal.name, caller.client_ip)
+
     async def embeddings(self, request: web.Request) -> web.Response:
-        caller = self._caller(request)
-        parsed = protocol.parse_embedding_request(await self._body(request), self.catalog)
+        caller = await self._admitted(request)
+        with self._share(caller):
+            return await self._embeddings(request, caller)
+
+    async def _embeddings(self, request: web.Request, caller: Caller) -> web.Response:
+        parsed = await self._parse(caller, await self.body_reader.read(request))
         request[FACTS]["model"] = parsed.model.name
         check_model(caller.principal, parsed.model.name)
         result = await self.service.embed(parsed, caller)
@@ -83,20 +124,31 @@ class Handlers:
         headers = cache_headers(result) | quota.headers(result.quota) | charge.headers()
         return web.Response(body=body, content_type=JSON, headers=headers)
 
-    async def _body(self, request: web.Request) -> bytes:
-        if request.content.is_eof():  # already all here: no timer needed
-            return await request.read()
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                return await request.read()
-        except TimeoutError:
-            raise RequestTimeout("The request body did not arrive in time.") from None
+    async def _parse(self, caller: Caller, body: bytes) -> protocol.EmbeddingRequest:
+        if len(body) < OFF_LOOP_BYTES:
+            return protocol.parse_embedding_request(body, self.catalog)
+        tenant = caller.principal.name
+        return await self.offload.run(tenant, protocol.parse_embedding_request, body, self.catalog)
 
     async def usage(self, request: web.Request) -> web.Response:
         principal = self._caller(request).principal
         only_key = None if principal.internal or not self.keys.enabled else principal.name
-        body = report(await self.usage_store.table(), self.catalog, only_key)
+        try:
+            body = report(await self.usage_store.table(), self.catalog, only_key)
+        except StoreUnavailable:
+            body = self._partial_usage(only_key)
         return web.json_response(body)
+
+    def _partial_usage(self, only_key: str | None) -> dict[str, Any]:
+        """The usage store cannot answer: what this instance has not written yet, marked
+        partial, or a 503 when it has nothing."""
+        pending = self.usage_store.pending()
+        if not pending:
+            raise ServiceUnavailable(
+                "Usage is temporarily unavailable; please retry shortly.",
+                headers={"retry-after": "1"},
+            )
+        return report(pending, self.catalog, only_key) | {"partial": True}
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self.metrics_need_token and not self._is_internal(request):

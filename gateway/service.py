@@ -7,11 +7,10 @@ merge in input order → derive reduced dimensions.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway import batching, codec
 from gateway.auth import Principal
@@ -19,6 +18,7 @@ from gateway.background import Background
 from gateway.cache import Cache
 from gateway.canonical import Prepared, check_token_limits, prepare
 from gateway.catalog import Model
+from gateway.fairshare import OffLoop
 from gateway.fetch import Fetcher, Miss
 from gateway.keys import cache_keys, key_hasher
 from gateway.protocol import EmbeddingRequest
@@ -33,6 +33,7 @@ class Caller:
     principal: Principal
     client_ip: str
     cache_scope: str
+    quota: Quota = field(default_factory=Quota)  # what the request paid from its headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class EmbeddingService:
         tokenizer: Cl100k,
         key_prefix: str,
         background: Background,
+        offload: OffLoop | None = None,
     ) -> None:
         self._cache = cache
         self._limits = limits
@@ -101,14 +103,16 @@ class EmbeddingService:
         self._tokenizer = tokenizer
         self._key_prefix = key_prefix
         self._background = background
+        self._offload = offload or OffLoop(per_tenant=2)
 
     async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingResult:
         model = request.model
-        prepared = await self._prepare(request)
+        prepared = await self._prepare(request, caller.principal.name)
         check_token_limits(prepared.counts, model.max_tokens)
-        quota = await self._limits.admit(
-            caller.principal, caller.client_ip, model.name, prepared.total_tokens
+        tokens = await self._limits.admit_tokens(
+            caller.principal, model.name, prepared.total_tokens
         )
+        quota = caller.quota.with_tokens(tokens)
         fetch_dimensions = model.fetch_dimensions(request.dimensions)
         stored_dimensions = fetch_dimensions or model.dimensions
         hasher = key_hasher(caller.cache_scope, model.cache_id, fetch_dimensions)
@@ -134,12 +138,13 @@ class EmbeddingService:
             quota=quota,
         )
 
-    async def _prepare(self, request: EmbeddingRequest) -> Prepared:
-        """Tokenise; a large request does it on a thread (tiktoken releases the GIL), so the
-        event loop keeps serving others meanwhile."""
-        if request.token_input or sum(map(len, request.inputs)) < OFF_LOOP_CHARACTERS:
+    async def _prepare(self, request: EmbeddingRequest, tenant: str) -> Prepared:
+        """Tokenise (or check token ids); a large request does it on a thread (tiktoken
+        releases the GIL), at most a few at once per tenant, so the event loop keeps serving
+        others meanwhile."""
+        if sum(map(len, request.inputs)) < OFF_LOOP_CHARACTERS:
             return prepare(request, self._tokenizer)
-        return await asyncio.to_thread(prepare, request, self._tokenizer)
+        return await self._offload.run(tenant, prepare, request, self._tokenizer)
 
     async def _fetch(
         self,
