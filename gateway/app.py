@@ -39,6 +39,7 @@ from gateway.ratelimit import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter
 from gateway.redis_checks import warn_on_evicting_policy
+from gateway.server import SERVER_SETTINGS
 from gateway.service import EmbeddingService
 from gateway.settings import (
     CacheSettings,
@@ -60,7 +61,6 @@ from gateway.usage import MemoryUsage, RedisUsage, UsageBuffer, UsageStore
 log = logging.getLogger("gateway")
 
 BACKGROUND = web.AppKey("background", Background)
-SERVER = web.AppKey("server", ServerSettings)
 
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
@@ -308,7 +308,7 @@ def build_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_bytes,
     )
     app[BACKGROUND] = parts.background
-    app[SERVER] = settings.server
+    app[SERVER_SETTINGS] = settings.server
     app.add_routes(build_handlers(parts).routes())
     app.cleanup_ctx.append(lifecycle(parts))
     return app

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.auth import Principal
 from gateway.errors import RateLimited
 from gateway.ratelimit.bucket import BucketRequest, Decision, Limit, go_duration
-from gateway.settings import LimitSettings, RateLimitSettings
+from gateway.settings import LimitSettings, RateLimitSettings, Settings
 
 if TYPE_CHECKING:  # the protocol only: this module stays free of redis
     from gateway.ratelimit import Limiter
@@ -180,3 +180,37 @@ class TenantLimits:
             self._on_reject(error.scope, name)
             raise error
         return quota
+
+
+def _share(value: float | None, workers: int, floor: float = 0.0) -> float | None:
+    """One worker's part of a limit value; None (inherit) and 0 (unlimited) stay as they are."""
+    if not value:
+        return value
+    return max(value / workers, floor)
+
+
+def _divided(spec: LimitSettings, workers: int) -> LimitSettings:
+    return LimitSettings(
+        requests_per_second=_share(spec.requests_per_second, workers),
+        requests_burst=_share(spec.requests_burst, workers, floor=1.0),  # one request must fit
+        tokens_per_minute=_share(spec.tokens_per_minute, workers),
+        tokens_burst=_share(spec.tokens_burst, workers, floor=1.0),
+    )
+
+
+def per_worker(settings: Settings, workers: int) -> Settings:
+    """Without a shared Redis every worker keeps its own buckets: each gets rate/N and burst/N,
+    so N workers together hold one limit (for a client whose requests spread over them)."""
+    if workers <= 1 or settings.cache.redis_url:
+        return settings
+    limits = settings.limits
+    divided = RateLimitSettings(
+        per_ip=_divided(limits.per_ip, workers),
+        per_key=_divided(limits.per_key, workers),
+        per_model={m: _divided(spec, workers) for m, spec in limits.per_model.items()},
+    )
+    keys = tuple(
+        dataclasses.replace(key, limits=_divided(key.limits, workers)) for key in settings.auth.keys
+    )
+    auth = dataclasses.replace(settings.auth, keys=keys)
+    return dataclasses.replace(settings, limits=divided, auth=auth)

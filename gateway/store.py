@@ -3,8 +3,9 @@ circuit breaker, a fallback, and error logs held to one line per interval with a
 
 Every store adapter raises `StoreUnavailable` and nothing else when its store cannot answer, so
 callers handle one error type. A `StoreGuard` is shared by every part that uses one store: once
-the store stalls, the breaker opens for all of them, so a request pays at most one timeout per
-breaker window instead of one per part per request.
+the store stalls, the breaker opens for all of them (at the first timeout; other errors, which
+cost little, count towards a threshold), so requests pay at most one timeout per breaker window
+instead of one per part per request.
 """
 
 from __future__ import annotations
@@ -101,11 +102,18 @@ class StoreGuard:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 result = await operation()
         except self._failures as exc:
-            self.breaker.record_failure()
+            self._record_failure(exc)
             self.errors.failed(exc)
             raise StoreUnavailable(f"{self.name}: {type(exc).__name__}") from exc
         self.breaker.record_success()
         return result
+
+    def _record_failure(self, exc: BaseException) -> None:
+        # A timeout opens the breaker at once: every request behind it would wait as long.
+        if isinstance(exc, TimeoutError):
+            self.breaker.trip()
+        else:
+            self.breaker.record_failure()
 
     async def call_or(
         self, operation: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]
