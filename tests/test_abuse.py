@@ -51,8 +51,10 @@ def head(key: str, length: int, forwarded: str = "198.51.100.7") -> bytes:
     ).encode()
 
 
-def post(stack: Stack, key: str, body: bytes = GOOD_BODY, **headers: str) -> httpx.Response:
-    sent = {"x-api-key": key, "content-type": "application/json"} | headers
+def post(
+    stack: Stack, key: str, body: bytes = GOOD_BODY, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    sent = {"x-api-key": key, "content-type": "application/json"} | (headers or {})
     return httpx.post(f"{stack.base_url}/embeddings", content=body, headers=sent, timeout=10)
 
 
@@ -71,7 +73,7 @@ def test_slow_bodies_from_one_key_leave_other_tenants_their_slots(loop: Backgrou
                 sock.sendall(head(ATTACKER, 1000, f"203.0.113.{n}") + b"{")
                 replies.append(sock)
             time.sleep(0.2)  # the gateway has taken all eight heads
-            victim = post(stack, VICTIM, **{"X-Forwarded-For": "192.0.2.1"})
+            victim = post(stack, VICTIM, headers={"X-Forwarded-For": "192.0.2.1"})
             refused = [reply_to(sock) for sock in replies[2:]]
         assert victim.status_code == 200
         assert all(r.startswith(b"HTTP/1.1 429") for r in refused)  # a quarter of 8 in flight
