@@ -81,27 +81,24 @@ class Handlers:
         ip = ip or self._ip(request)
         return Caller(principal, ip, principal.cache_scope(self.auth.cache_scope))
 
-    async def _admitted(self, request: web.Request) -> Caller:
-        """Who is calling, charged one request from the headers alone (a failed authentication
-        is charged to the IP), before any byte of the body is read."""
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """Charged from the headers alone, before any byte of the body is read: a failed
+        authentication pays the IP's bucket; a known caller takes one of its in-flight slots
+        (checked before anything is awaited) and pays its request buckets."""
         ip = self._ip(request)
         try:
             caller = self._caller(request, ip)
         except AuthenticationFailed:
             await self.limits.admit_anyone(ip)
             raise
-        quota = await self.limits.admit_request(caller.principal, ip)
-        return dataclasses.replace(caller, quota=quota)
+        with self._share(caller):
+            quota = await self.limits.admit_request(caller.principal, ip)
+            return await self._embeddings(request, dataclasses.replace(caller, quota=quota))
 
     def _share(self, caller: Caller) -> contextlib.AbstractContextManager[Any]:
         if caller.principal.internal:
             return contextlib.nullcontext()
         return self.in_flight.enter(caller.principal.name, caller.client_ip)
-
-    async def embeddings(self, request: web.Request) -> web.Response:
-        caller = await self._admitted(request)
-        with self._share(caller):
-            return await self._embeddings(request, caller)
 
     async def _embeddings(self, request: web.Request, caller: Caller) -> web.Response:
         parsed = await self._parse(caller, await self.body_reader.read(request))

@@ -55,7 +55,7 @@ class ServerSettings:
     max_in_flight_per_key: int = field(default=0, metadata=NON_NEGATIVE)
     max_in_flight_per_ip: int = field(default=0, metadata=NON_NEGATIVE)
     # Large requests are parsed and tokenised on threads, at most this many at once per key.
-    offload_per_key: int = field(default=2, metadata=POSITIVE_INT)
+    offload_per_key: int = field(default=1, metadata=POSITIVE_INT)
     # After body_grace seconds a body that has arrived slower than min_body_rate bytes/s gets a
     # 408 at once; 0 turns the check off (body_timeout still applies).
     min_body_rate: float = field(default=4096.0, metadata=NON_NEGATIVE)
