@@ -3,12 +3,12 @@ a fixed request rate; and Redis stalls or runs out of memory. Every loop is boun
 phase's length, on loopback only.
 
     quiet      the victim alone: the figures the others are compared with
-    slowbody   100 connections of the attacker's key each send 1 byte every 0.5 s
+    slowbody   300 connections of the attacker's key each send 1 byte every 0.5 s
     huge       the attacker (0.2 req/s) sends 4M-character inputs, 4 at a time
     401s       8 loops of wrong keys from the attacker's IP (5 req/s per IP)
     tokens     the attacker sends 31.5 MB token-array bodies, 4 at a time (peak RSS growth)
     stall      Redis SIGSTOPped for the middle third (p50 in the stall against quiet)
-    evict      Redis at maxmemory 8 MB, volatile-lru, under 16 new vectors per request
+    evict      Redis at maxmemory 4 MB, volatile-lru, under 16 new vectors per request
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ def abuse_settings(rig: Rig, limits: dict[str, Any] | None) -> Any:
         "internal_token": INTERNAL,
         "trusted_proxies": ["127.0.0.1/32"],
     }
-    raw["server"] |= {"max_concurrent_requests": 128}
     raw["limits"] = {"per_ip": {"requests_per_second": 100, "requests_burst": 100}}
     raw["limits"]["per_key"] = {"requests_per_second": 1000, "tokens_per_minute": 10_000_000}
     return parse(raw)
@@ -150,7 +149,7 @@ async def slow_bodies(url: str, stop: float, seen: collections.Counter[str]) -> 
         f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nx-api-key: {ATTACKER}\r\n"
         f"x-forwarded-for: {ATTACKER_IP}\r\nContent-Length: 1000\r\n\r\n"
     ).encode()
-    await asyncio.gather(*(_trickle(port, head, stop, seen) for _ in range(100)))
+    await asyncio.gather(*(_trickle(port, head, stop, seen) for _ in range(300)))
 
 
 async def _trickle(port: int, head: bytes, stop: float, seen: collections.Counter[str]) -> None:
@@ -229,7 +228,7 @@ ATTACKS: dict[str, Attack] = {
 }
 PHASES = [
     AbusePhase("quiet", "the victim alone"),
-    AbusePhase("slowbody", "100 conns trickle 1 B / 0.5 s", "slowbody"),
+    AbusePhase("slowbody", "300 conns trickle 1 B / 0.5 s", "slowbody"),
     AbusePhase(
         "huge",
         "4M-char inputs at 0.2 req/s, 4 at once",
@@ -331,10 +330,10 @@ def stall_phase(rig: Rig, seconds: float, rate: float) -> str:
 
 
 def evict_phase(rig: Rig, seconds: float, rate: float) -> str:
-    """Redis at maxmemory 8 MB (volatile-lru) under many new vectors: usage rows must hold."""
+    """Redis at maxmemory 4 MB (volatile-lru) under many new vectors: usage rows must hold."""
     admin = redis.Redis.from_url(rig.redis.url)
     admin.flushall()  # usage rows of earlier phases would count too
-    admin.config_set("maxmemory", "8mb")
+    admin.config_set("maxmemory", "4mb")
     admin.config_set("maxmemory-policy", "volatile-lru")
     evicted_before = int(admin.info("stats")["evicted_keys"])
     port = rig.loop.start_app(build_app(abuse_settings(rig, None)))

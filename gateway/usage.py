@@ -89,8 +89,14 @@ class UsageBuffer:
                     merge_into(self._pending, key, counts)
 
     async def table(self) -> Table:
+        """The store's table plus what this instance has not written yet (a failed write stays
+        pending, so it is never counted twice and never missing)."""
         await self.flush()
-        return await self._store.table()
+        table = _new_table()
+        for rows in (await self._store.table(), self._pending):
+            for key, counts in rows.items():
+                merge_into(table, key, counts)
+        return dict(table)
 
     def pending(self) -> Table:
         """What this instance counted and has not written yet (all it has while the store is

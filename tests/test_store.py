@@ -20,7 +20,7 @@ from gateway.cache.redis import RedisCache
 from gateway.redis_checks import policy_warning, warn_on_evicting_policy
 from gateway.settings import hash_key
 from gateway.store import ErrorLog, StoreGuard, StoreUnavailable
-from gateway.usage import RedisUsage
+from gateway.usage import RedisUsage, UsageBuffer, UsageRecord
 from tests.support.background import BackgroundLoop
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
@@ -209,3 +209,15 @@ async def test_startup_warns_once_about_an_evicting_policy(
             await warn_on_evicting_policy(client, 1.0)
         await client.aclose()
     assert [r.getMessage() for r in caplog.records if "volatile-lru" in r.getMessage()]
+
+
+async def test_usage_refused_by_a_full_redis_still_counts_in_the_report(
+    full_redis: RedisServer,
+) -> None:
+    client = redis.asyncio.from_url(full_redis.url)
+    await fill(client)
+    buffer = UsageBuffer(RedisUsage(client, "gw", timeout=0.5))
+    row = {"requests": 1, "inputs": 2, "cached_inputs": 0, "tokens": 9, "billed_tokens": 9}
+    buffer.add(UsageRecord("tenant", "team", "m", row))
+    assert (await buffer.table())[("tenant", "team", "m")] == row  # pending, not lost
+    await client.aclose()
