@@ -36,17 +36,20 @@ class InFlight:
         self._ips: Counter[str] = Counter()
 
     @contextlib.contextmanager
-    def enter(self, key: str, ip: str) -> Iterator[None]:
-        if self._keys[key] >= self.per_key:
+    def enter(self, key: str | None, ip: str) -> Iterator[None]:
+        """`key` None: no key to share by (auth is off), only the IP's share applies."""
+        if key is not None and self._keys[key] >= self.per_key:
             raise _busy("key", self.per_key)
         if self._ips[ip] >= self.per_ip:
             raise _busy("IP address", self.per_ip)
-        self._keys[key] += 1
+        if key is not None:
+            self._keys[key] += 1
         self._ips[ip] += 1
         try:
             yield
         finally:
-            _release(self._keys, key)
+            if key is not None:
+                _release(self._keys, key)
             _release(self._ips, ip)
 
 

@@ -98,7 +98,8 @@ class Handlers:
     def _share(self, caller: Caller) -> contextlib.AbstractContextManager[Any]:
         if caller.principal.internal:
             return contextlib.nullcontext()
-        return self.in_flight.enter(caller.principal.name, caller.client_ip)
+        key = caller.principal.name if self.keys.enabled else None  # anonymous is everyone
+        return self.in_flight.enter(key, caller.client_ip)
 
     async def _embeddings(self, request: web.Request, caller: Caller) -> web.Response:
         parsed = await self._parse(caller, await self.body_reader.read(request))

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from gateway.auth import client_ip, forwarded_for, parse_networks
-from gateway.fairshare import OffLoop, share_of
+from gateway.errors import RateLimited
+from gateway.fairshare import InFlight, OffLoop, share_of
 from gateway.quota import per_worker
 from gateway.settings import Settings, hash_key, parse
 from tests.support.background import BackgroundLoop
@@ -190,6 +191,17 @@ def test_idle_and_half_written_connections_are_closed(loop: BackgroundLoop, sent
         assert time.monotonic() - started < 3
     finally:
         stack.close()
+
+
+def test_with_auth_off_only_the_ip_share_applies() -> None:
+    in_flight = InFlight(per_key=1, per_ip=2)
+    with (
+        in_flight.enter(None, "192.0.2.1"),
+        in_flight.enter(None, "192.0.2.1"),
+        pytest.raises(RateLimited),
+        in_flight.enter(None, "192.0.2.1"),
+    ):
+        pass
 
 
 def test_the_default_share_is_a_quarter_of_the_process_limit() -> None:
