@@ -5,9 +5,9 @@
 - A connection that has not sent a whole request head `server.header_timeout` seconds after
   it opened (or after its last response) is closed: aiohttp's keep-alive timer is armed from
   the connection's start and closes it while no request is being handled.
-- A body the gateway did not read (the request was refused from its headers) is not drained:
-  the connection closes after the answer (aiohttp's lingering time is 0), so a refused upload
-  costs neither reading time nor a held connection.
+- A body the gateway did not read (the request was refused from its headers) is drained for at
+  most one second when it is small, so the client reads its answer on a connection it may keep;
+  a big one is not read at all: the connection closes after the answer (middleware.py).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class GatewayRunner(web.AppRunner):
         server = app.get(SERVER_SETTINGS)
         if server is not None:
             kwargs.setdefault("keepalive_timeout", server.header_timeout)
-        kwargs.setdefault("lingering_time", 0)
+        kwargs.setdefault("lingering_time", 1.0)
         super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:

@@ -236,3 +236,30 @@ def test_without_redis_workers_split_every_limit() -> None:
     assert settings.auth.keys[0].limits.requests_burst == 1  # never below one request
     shared = parse(raw | {"cache": {"redis_url": "redis://127.0.0.1:1/0"}})
     assert per_worker(shared, 2) == shared
+
+
+def test_a_big_refused_body_is_not_read_and_its_connection_closes(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 1}})
+    try:
+        assert post(stack, ATTACKER).status_code == 200
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            sock.sendall(head(ATTACKER, 10_000_000))
+            reply = reply_to(sock)
+            assert reply.startswith(b"HTTP/1.1 429")
+            assert b"Connection: close" in reply
+            assert reply_to(sock) == b""
+    finally:
+        stack.close()
+
+
+def test_a_small_refused_request_keeps_its_connection(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 1}})
+    try:
+        with httpx.Client(base_url=stack.base_url) as client:
+            sent = {"x-api-key": ATTACKER, "content-type": "application/json"}
+            first = client.post("/embeddings", content=GOOD_BODY, headers=sent)
+            second = client.post("/embeddings", content=GOOD_BODY, headers=sent)
+        assert (first.status_code, second.status_code) == (200, 429)
+        assert second.headers.get("connection", "keep-alive").lower() != "close"
+    finally:
+        stack.close()
