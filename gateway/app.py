@@ -64,6 +64,7 @@ BACKGROUND = web.AppKey("background", Background)
 
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+REDIS_CONNECTIONS = 100  # per process, as redis-py's default
 
 
 def redis_client(settings: CacheSettings) -> RedisClient | None:
@@ -79,7 +80,12 @@ def redis_client(settings: CacheSettings) -> RedisClient | None:
     }
     if url.startswith(CLUSTER_SCHEMES):
         return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
-    return aioredis.from_url(url, **options)
+    # A burst of requests (a flood of connections) waits briefly for one of the pool's
+    # connections instead of failing at once, which would open the breaker for everyone.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=settings.timeout, **options
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def build_cache(settings: CacheSettings, client: RedisClient | None) -> Cache:
