@@ -11,6 +11,8 @@ vector against the fake upstream's deterministic one. Phases:
     hangs+rt  the same, with a per-call read timeout (0.3 s) the router can retry after
 
 Wrong vectors must be 0. Failed requests are listed by status; "conn" is a client-side error.
+Then the abuse phases of bench/abuse.py (one tenant attacks another; Redis stalls or fills up);
+`--only faults|abuse` runs one set.
 """
 
 from __future__ import annotations
@@ -269,11 +271,28 @@ HEADER = (
 )
 
 
+def run_faults(rig: Rig, seconds: float, rate: float) -> None:
+    print(f"{rate:g} req/s for {seconds:g} s per phase; model {MODEL}")
+    print(HEADER, flush=True)
+    notes: list[str] = []
+    for phase in phases(rig):
+        tally, attempts, cache_errors = rig.run(phase, seconds, rate)
+        print(row(phase, tally, sum(attempts.values())), flush=True)
+        notes.append(f"  {phase.name} upstream calls: {calls_text(attempts)}")
+        notes.append(f"  {phase.name} failed cache calls: {cache_errors}")
+        notes += [f"  {phase.name} {s}: {m}" for s, m in sorted(tally.messages.items())]
+    print("\n".join(notes))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
     parser.add_argument("--seed", type=int, default=7, help="of the upstream's random failures")
+    parser.add_argument(
+        "--only", choices=("all", "faults", "abuse"), default="all", help="which phases to run"
+    )
+    parser.add_argument("--abuse-seconds", type=float, default=4.0, help="length of an abuse phase")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(name)s %(levelname)s %(message)s")
     redis = RedisServer()
@@ -283,16 +302,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             upstream = FakeUpstream({MODEL: NATIVE_DIMS})
             loop.run(upstream.start(HOST))
             rig = Rig(loop, upstream, redis, args.seed)
-            print(f"{args.rate:g} req/s for {args.seconds:g} s per phase; model {MODEL}")
-            print(HEADER, flush=True)
-            notes: list[str] = []
-            for phase in phases(rig):
-                tally, attempts, cache_errors = rig.run(phase, args.seconds, args.rate)
-                print(row(phase, tally, sum(attempts.values())), flush=True)
-                notes.append(f"  {phase.name} upstream calls: {calls_text(attempts)}")
-                notes.append(f"  {phase.name} failed cache calls: {cache_errors}")
-                notes += [f"  {phase.name} {s}: {m}" for s, m in sorted(tally.messages.items())]
-            print("\n".join(notes))
+            if args.only in ("all", "faults"):
+                run_faults(rig, args.seconds, args.rate)
+            if args.only in ("all", "abuse"):
+                from bench import abuse  # noqa: PLC0415 (it builds on this module)
+
+                abuse.run_all(rig, args.abuse_seconds, args.rate)
             loop.run(upstream.stop())
     finally:
         redis.stop()

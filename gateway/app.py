@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from gateway.accounting import Accountant
 from gateway.auth import KeyRing
@@ -28,6 +29,7 @@ from gateway.cache.redis import RedisCache, RedisClient
 from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
 from gateway.counting import OwnTokenizer, Tokenizers
+from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
 from gateway.metrics import Metrics, Seed
@@ -37,14 +39,18 @@ from gateway.quota import TenantLimits
 from gateway.ratelimit import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter
+from gateway.redis_checks import warn_on_evicting_policy
+from gateway.server import SERVER_SETTINGS
 from gateway.service import EmbeddingService
 from gateway.settings import (
     CacheSettings,
     FetchSettings,
     ProviderSettings,
+    ServerSettings,
     Settings,
     UpstreamSettings,
 )
+from gateway.store import StoreGuard
 from gateway.tokenmemo import TokenMemo
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
@@ -60,6 +66,7 @@ BACKGROUND = web.AppKey("background", Background)
 
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+REDIS_CONNECTIONS = 100  # per process, as redis-py's default
 
 
 def redis_client(settings: CacheSettings) -> RedisClient | None:
@@ -75,7 +82,12 @@ def redis_client(settings: CacheSettings) -> RedisClient | None:
     }
     if url.startswith(CLUSTER_SCHEMES):
         return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
-    return aioredis.from_url(url, **options)
+    # A burst of requests (a flood of connections) waits briefly for one of the pool's
+    # connections instead of failing at once, which would open the breaker for everyone.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=settings.timeout, **options
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def build_cache(settings: CacheSettings, client: RedisClient | None) -> Cache:
@@ -92,11 +104,34 @@ def build_cache(settings: CacheSettings, client: RedisClient | None) -> Cache:
     return MemoryCache(settings.memory_max_entries, settings.ttl_seconds)
 
 
-def build_limiter(settings: CacheSettings, client: RedisClient | None) -> Limiter:
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """One Redis, one policy: the request path (cache reads, limiter, usage reads) and the
+    background writes (cache, usage) each share one breaker, so a stalled Redis costs a request
+    at most one timeout per breaker window, and a Redis refusing writes stops only writes."""
+
+    reads: StoreGuard
+    writes: StoreGuard
+
+
+def redis_guards(settings: CacheSettings) -> Guards:
+    def guard(what: str) -> StoreGuard:
+        return StoreGuard(
+            what,
+            timeout=settings.timeout,
+            failures=(RedisError, OSError),
+            failure_threshold=settings.breaker_failure_threshold,
+            cooldown=settings.breaker_cooldown,
+        )
+
+    return Guards(guard("redis (request path)"), guard("redis (writes)"))
+
+
+def build_limiter(settings: CacheSettings, client: RedisClient | None, guards: Guards) -> Limiter:
     if client is None:
         return MemoryLimiter()
     prefix = f"{settings.key_prefix}:rl:{{rl}}:"  # one hash tag: a limit's keys share a slot
-    return RedisLimiter(client, prefix=prefix, fallback=MemoryLimiter(), timeout=settings.timeout)
+    return RedisLimiter(client, prefix=prefix, fallback=MemoryLimiter(), guard=guards.reads)
 
 
 def build_provider(name: str, settings: ProviderSettings) -> Provider:
@@ -107,15 +142,12 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
     return OpenAIProvider(name, settings)
 
 
-def guarded(cache: Cache, settings: CacheSettings) -> Cache:
-    """A remote cache sits behind a breaker, so a dead Redis costs nothing per request."""
+def guarded(cache: Cache, guards: Guards) -> Cache:
+    """A remote cache sits behind the Redis breakers, so a dead Redis costs nothing per
+    request."""
     if isinstance(cache, MemoryCache):
         return cache
-    return BreakerCache(
-        cache,
-        failure_threshold=settings.breaker_failure_threshold,
-        cooldown=settings.breaker_cooldown,
-    )
+    return BreakerCache(cache, reads=guards.reads.breaker, writes=guards.writes.breaker)
 
 
 def build_router(
@@ -168,10 +200,12 @@ def announce_auth(keys: KeyRing, settings: Settings) -> None:
         log.warning("auth: OFF (no API keys configured): every caller is accepted as 'anonymous'")
 
 
-def build_usage(settings: CacheSettings, client: RedisClient | None) -> UsageStore:
+def build_usage(settings: CacheSettings, client: RedisClient | None, guards: Guards) -> UsageStore:
     if client is None:
         return MemoryUsage()
-    return RedisUsage(client, settings.key_prefix, settings.timeout)
+    return RedisUsage(
+        client, settings.key_prefix, settings.timeout, reads=guards.reads, writes=guards.writes
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,31 +222,67 @@ class Parts:
     service: EmbeddingService
     usage: UsageBuffer
     keys: KeyRing
+    limits: TenantLimits
+    offload: OffLoop
+    client: RedisClient | None
 
 
 def build_parts(settings: Settings) -> Parts:
     catalog = Catalog.from_settings(settings.models)
     metrics = Metrics(CollectorRegistry(), [model.name for model in catalog])
     client = redis_client(settings.cache)
-    cache = InstrumentedCache(guarded(build_cache(settings.cache, client), settings.cache), metrics)
-    limiter = build_limiter(settings.cache, client)
+    guards = redis_guards(settings.cache)
+    cache = InstrumentedCache(guarded(build_cache(settings.cache, client), guards), metrics)
+    limiter = build_limiter(settings.cache, client, guards)
+    limits = TenantLimits(limiter, settings.limits, on_reject=metrics.rate_limited)
+    offload = OffLoop(settings.server.offload_per_key)
     providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
     background = Background()
     service = EmbeddingService(
         cache,
         build_fetcher(settings.fetch, build_router(settings.upstream, providers, metrics)),
-        limits=TenantLimits(limiter, settings.limits, on_reject=metrics.rate_limited),
+        limits=limits,
         tokenizer=Cl100k(),
         key_prefix=settings.cache.key_prefix,
         background=background,
         memo=TokenMemo(settings.cache.token_memo_bytes),
         tokenizers=build_tokenizers(settings, providers),
+        offload=offload,
     )
-    usage = UsageBuffer(build_usage(settings.cache, client))
+    usage = UsageBuffer(build_usage(settings.cache, client, guards))
     keys = KeyRing(settings.auth)
     announce_auth(keys, settings)
     return Parts(
-        settings, catalog, metrics, cache, limiter, providers, background, service, usage, keys
+        settings,
+        catalog,
+        metrics,
+        cache,
+        limiter,
+        providers,
+        background,
+        service,
+        usage,
+        keys,
+        limits,
+        offload,
+        client,
+    )
+
+
+def fair_share(server: ServerSettings) -> InFlight:
+    limit = server.max_concurrent_requests
+    return InFlight(
+        per_key=share_of(limit, server.max_in_flight_per_key),
+        per_ip=share_of(limit, server.max_in_flight_per_ip),
+    )
+
+
+def body_reader(server: ServerSettings) -> BodyReader:
+    return BodyReader(
+        max_bytes=server.max_body_bytes,
+        min_rate=server.min_body_rate,
+        grace=server.body_grace,
+        timeout=server.body_timeout,
     )
 
 
@@ -228,7 +298,10 @@ def build_handlers(parts: Parts) -> Handlers:
         usage_store=parts.usage,
         registry=parts.metrics,
         metrics_need_token=settings.metrics.require_internal_token,
-        body_timeout=settings.server.body_timeout,
+        limits=parts.limits,
+        in_flight=fair_share(settings.server),
+        offload=parts.offload,
+        body_reader=body_reader(settings.server),
     )
 
 
@@ -236,6 +309,8 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
         for provider in parts.providers.values():
             await provider.start()
+        if parts.client is not None:
+            await warn_on_evicting_policy(parts.client, parts.settings.cache.timeout * 4)
         flusher = asyncio.get_running_loop().create_task(parts.usage.run())
         yield
         flusher.cancel()
@@ -273,6 +348,7 @@ def build_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_bytes,
     )
     app[BACKGROUND] = parts.background
+    app[SERVER_SETTINGS] = settings.server
     app.add_routes(build_handlers(parts).routes())
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))

@@ -116,6 +116,12 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Networks) ->
     return address
 
 
+def forwarded_for(lines: Sequence[str]) -> str | None:
+    """Every X-Forwarded-For line, joined in order: a proxy may add its own line after the
+    client's instead of appending to it, and the walk from the right must see both."""
+    return ",".join(lines) if lines else None
+
+
 def _is_trusted(address: str, trusted: Networks) -> bool:
     try:
         ip = ipaddress.ip_address(address)

@@ -67,6 +67,14 @@ class CircuitBreaker:
             self._opened_at = self._clock()
             self._probe_at = None
 
+    def trip(self) -> None:
+        """Open now, whatever the count: for a failure too costly to repeat (a timeout)."""
+        if self.state == "open":
+            return
+        self._failures = self.failure_threshold
+        self._opened_at = self._clock()
+        self._probe_at = None
+
     def retry_in(self) -> float:
         """Seconds until a call may go through again (0 when one may go now)."""
         if self._opened_at is None:

@@ -40,11 +40,27 @@ class Prepared:
         return sum(self.counts)
 
 
+# No cl100k token covers more than 128 bytes, so a text of n characters has at least n / 128
+# tokens: a text longer than max_tokens x 128 is over the limit without tokenising it.
+MAX_TOKEN_BYTES = 128
+
+
+def check_text_lengths(texts: Sequence[str], max_tokens: int) -> None:
+    """The per-input limit of a cl100k model, from lengths alone: refuses before the work of
+    tokenising. (Other models' limits are judged by their own tokenizer or the upstream.)"""
+    for index, text in enumerate(texts):
+        if len(text) > max_tokens * MAX_TOKEN_BYTES:
+            where = "input" if len(texts) == 1 else f"input[{index}]"
+            raise InvalidRequest(f"Invalid '{where}': maximum input length is {max_tokens} tokens.")
+
+
 def prepare(request: EmbeddingRequest, tokenizer: Tokenizer) -> Prepared:
     if request.token_input:
         arrays: Sequence[TokenIds] = request.inputs  # type: ignore[assignment]
         return _from_token_ids(arrays, request.model.cl100k, tokenizer)
     texts: Sequence[str] = request.inputs  # type: ignore[assignment]
+    if request.model.cl100k:
+        check_text_lengths(texts, request.model.max_tokens)
     return _from_texts(texts, request.model.cl100k, tokenizer)
 
 

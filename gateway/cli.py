@@ -12,9 +12,9 @@ import secrets
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
+from gateway import server
 from gateway.app import build_app
+from gateway.quota import per_worker
 from gateway.settings import Settings, SettingsError, hash_key, load
 from gateway.workers import Supervisor
 
@@ -102,25 +102,24 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers <= 1:
         run_worker(args.config, host, port, settings)
         return 0
-    target = functools.partial(run_worker, args.config, host, port)
+    target = functools.partial(run_worker, args.config, host, port, workers=args.workers)
     return Supervisor(args.workers, target, settings.server.shutdown_timeout).run()
 
 
-def run_worker(config: str, host: str, port: int, settings: Settings | None = None) -> None:
+def run_worker(
+    config: str, host: str, port: int, settings: Settings | None = None, workers: int = 1
+) -> None:
     """One serving process; SIGTERM stops accepting and lets in-flight requests finish."""
     settings = settings or _settings(config)
     if settings is None:
         raise SystemExit(2)
+    if workers > 1 and not settings.cache.redis_url:
+        logging.getLogger("gateway").info(
+            "no Redis: each of %d workers enforces 1/%d of every rate limit", workers, workers
+        )
+        settings = per_worker(settings, workers)
     _install_uvloop()
-    web.run_app(
-        build_app(settings),
-        host=host,
-        port=port,
-        reuse_port=True,
-        print=None,
-        shutdown_timeout=settings.server.shutdown_timeout,
-        access_log=None,
-    )
+    server.run(build_app(settings), host, port, settings.server.shutdown_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import dataclasses
 import hmac
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -17,19 +19,24 @@ from gateway.auth import (
     Principal,
     check_model,
     client_ip,
+    forwarded_for,
     parse_networks,
     presented_key,
 )
 from gateway.cache import Cache
 from gateway.catalog import Catalog, Model
-from gateway.errors import AuthenticationFailed, ModelNotFound, RequestTimeout
+from gateway.errors import AuthenticationFailed, ModelNotFound, ServiceUnavailable
+from gateway.fairshare import BodyReader, InFlight, OffLoop
 from gateway.metrics import Metrics
 from gateway.middleware import FACTS
+from gateway.quota import TenantLimits
 from gateway.service import Caller, EmbeddingResult, EmbeddingService
 from gateway.settings import AuthSettings
+from gateway.store import StoreUnavailable
 from gateway.usage import UsageBuffer, report
 
 JSON = "application/json"
+OFF_LOOP_BYTES = 256 * 1024  # larger bodies are parsed on a thread
 
 
 def cache_headers(result: EmbeddingResult) -> dict[str, str]:
@@ -53,25 +60,51 @@ class Handlers:
     usage_store: UsageBuffer
     registry: Metrics
     metrics_need_token: bool
-    body_timeout: float
+    limits: TenantLimits
+    in_flight: InFlight
+    offload: OffLoop
+    body_reader: BodyReader
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
         self._trusted = parse_networks(self.auth.trusted_proxies)
         self._internal_token = self.auth.internal_token.encode()
 
-    def _caller(self, request: web.Request) -> Caller:
+    def _ip(self, request: web.Request) -> str:
+        lines = request.headers.getall("X-Forwarded-For", [])
+        return client_ip(request.remote, forwarded_for(lines), self._trusted)
+
+    def _caller(self, request: web.Request, ip: str | None = None) -> Caller:
         headers = request.headers
         principal = self.keys.authenticate(
             presented_key(headers.get("Authorization"), headers.get("x-api-key"))
         )
         request[FACTS]["key"] = principal.name
-        ip = client_ip(request.remote, headers.get("X-Forwarded-For"), self._trusted)
+        ip = ip or self._ip(request)
         return Caller(principal, ip, principal.cache_scope(self.auth.cache_scope))
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        caller = self._caller(request)
-        parsed = protocol.parse_embedding_request(await self._body(request), self.catalog)
+        """Charged from the headers alone, before any byte of the body is read: a failed
+        authentication pays the IP's bucket; a known caller takes one of its in-flight slots
+        (checked before anything is awaited) and pays its request buckets."""
+        ip = self._ip(request)
+        try:
+            caller = self._caller(request, ip)
+        except AuthenticationFailed:
+            await self.limits.admit_anyone(ip)
+            raise
+        with self._share(caller):
+            quota = await self.limits.admit_request(caller.principal, ip)
+            return await self._embeddings(request, dataclasses.replace(caller, quota=quota))
+
+    def _share(self, caller: Caller) -> contextlib.AbstractContextManager[Any]:
+        if caller.principal.internal:
+            return contextlib.nullcontext()
+        key = caller.principal.key_id if self.keys.enabled else None  # anonymous is everyone
+        return self.in_flight.enter(key, caller.client_ip)
+
+    async def _embeddings(self, request: web.Request, caller: Caller) -> web.Response:
+        parsed = await self._parse(caller, await self.body_reader.read(request))
         request[FACTS]["model"] = parsed.model.name
         check_model(caller.principal, parsed.model.name)
         result = await self.service.embed(parsed, caller)
@@ -91,20 +124,31 @@ class Handlers:
         headers = cache_headers(result) | quota.headers(result.quota) | charge.headers()
         return web.Response(body=body, content_type=JSON, headers=headers)
 
-    async def _body(self, request: web.Request) -> bytes:
-        if request.content.is_eof():  # already all here: no timer needed
-            return await request.read()
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                return await request.read()
-        except TimeoutError:
-            raise RequestTimeout("The request body did not arrive in time.") from None
+    async def _parse(self, caller: Caller, body: bytes) -> protocol.EmbeddingRequest:
+        if len(body) < OFF_LOOP_BYTES:
+            return protocol.parse_embedding_request(body, self.catalog)
+        tenant = caller.principal.key_id
+        return await self.offload.run(tenant, protocol.parse_embedding_request, body, self.catalog)
 
     async def usage(self, request: web.Request) -> web.Response:
         principal = self._caller(request).principal
         only_key = None if principal.internal or not self.keys.enabled else principal.key_id
-        body = report(await self.usage_store.table(), self.catalog, only_key, self.keys.names)
+        try:
+            body = report(await self.usage_store.table(), self.catalog, only_key, self.keys.names)
+        except StoreUnavailable:
+            body = self._partial_usage(only_key)
         return web.json_response(body)
+
+    def _partial_usage(self, only_key: str | None) -> dict[str, Any]:
+        """The usage store cannot answer: what this instance has not written yet, marked
+        partial, or a 503 when it has nothing."""
+        pending = self.usage_store.pending()
+        if not pending:
+            raise ServiceUnavailable(
+                "Usage is temporarily unavailable; please retry shortly.",
+                headers={"retry-after": "1"},
+            )
+        return report(pending, self.catalog, only_key, self.keys.names) | {"partial": True}
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self.metrics_need_token and not self._is_internal(request):

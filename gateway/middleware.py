@@ -54,13 +54,26 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
     return error
 
 
+# A refused request whose unread body is at most this big is drained (briefly: the server's
+# lingering time), so the client reads its answer on a connection it may keep; a bigger one
+# closes the connection instead of reading the body.
+DRAIN_AT_MOST = 64 * 1024
+
+
+def _refusal(request: web.Request, error: GatewayError) -> web.Response:
+    response = error_response(error)
+    if not request.content.is_eof() and (request.content_length or 2**63) > DRAIN_AT_MOST:
+        response.force_close()
+    return response
+
+
 async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as exc:
-        return error_response(exc)
+        return _refusal(request, exc)
     except web.HTTPException as exc:
-        return error_response(_from_http_exception(exc))
+        return _refusal(request, _from_http_exception(exc))
     except Exception as exc:  # the last line of defence: a 500 envelope, never a trace
         log.error("unhandled %s in %s %s", type(exc).__name__, request.method, request.path)
         return error_response(

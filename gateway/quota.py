@@ -1,8 +1,10 @@
 """Tenant quotas: which token buckets a request pays into, and the 429s and headers they give.
 
-One limiter call per request charges, all or nothing: requests/s per client IP, requests/s and
-input tokens/min per key, and optional per-model buckets. Cache hits count: the quota is what
-the tenant asks for, whatever the cache saves; the upstream's budget only ever sees misses.
+A request pays in two steps, each one limiter call, all or nothing. From the headers alone,
+before the body is read: requests/s per client IP and per key (a failed authentication pays the
+IP's bucket). Once the exact token count is known: input tokens/min per key and the optional
+per-model buckets. Cache hits count: the quota is what the tenant asks for, whatever the cache
+saves; the upstream's budget only ever sees misses.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.auth import Principal
 from gateway.errors import RateLimited
 from gateway.ratelimit.bucket import BucketRequest, Decision, Limit, go_duration
-from gateway.settings import LimitSettings, RateLimitSettings
+from gateway.settings import LimitSettings, RateLimitSettings, Settings
 
 if TYPE_CHECKING:  # the protocol only: this module stays free of redis
     from gateway.ratelimit import Limiter
@@ -36,6 +38,9 @@ class Quota:
     requests: Decision | None = None
     tokens: Decision | None = None
 
+    def with_tokens(self, later: Quota) -> Quota:
+        return Quota(requests=self.requests or later.requests, tokens=later.tokens)
+
 
 def resolve(own: LimitSettings, default: LimitSettings) -> LimitSettings:
     return LimitSettings(
@@ -54,25 +59,35 @@ def _limit(rate: float | None, burst: float | None, seconds: float) -> Limit | N
     return Limit(rate=rate / seconds, burst=burst or rate)
 
 
-def _pair(role: str, name: str, spec: LimitSettings, tokens: int) -> list[Bucket]:
+def _pair(role: str, name: str, spec: LimitSettings, tokens: int | None) -> list[Bucket]:
+    """The requests bucket when `tokens` is None, else the tokens bucket (and, for a model,
+    its requests bucket too: the model is only known from the body)."""
     buckets = []
     requests = _limit(spec.requests_per_second, spec.requests_burst, 1)
-    if requests is not None:
+    if requests is not None and (tokens is None or role == "model"):
         buckets.append(Bucket(role, "requests", BucketRequest(f"{name}:r", requests, 1)))
     per_minute = _limit(spec.tokens_per_minute, spec.tokens_burst, 60)
-    if per_minute is not None:
+    if per_minute is not None and tokens is not None:
         buckets.append(Bucket(role, "tokens", BucketRequest(f"{name}:t", per_minute, tokens)))
     return buckets
 
 
-def buckets_for(
-    principal: Principal, ip: str, model: str, tokens: int, settings: RateLimitSettings
+def ip_buckets(ip: str, settings: RateLimitSettings) -> list[Bucket]:
+    return _pair("ip", f"ip:{ip}", settings.per_ip, None)
+
+
+def request_buckets(principal: Principal, ip: str, settings: RateLimitSettings) -> list[Bucket]:
+    """What a request pays from its headers alone: one request per IP and per key."""
+    own = resolve(principal.limits, settings.per_key)
+    return ip_buckets(ip, settings) + _pair("key", f"key:{principal.key_id}", own, None)
+
+
+def token_buckets(
+    principal: Principal, model: str, tokens: int, settings: RateLimitSettings
 ) -> list[Bucket]:
-    ip_only = dataclasses.replace(settings.per_ip, tokens_per_minute=None)
-    buckets = _pair("ip", f"ip:{ip}", ip_only, tokens)
-    buckets += _pair(
-        "key", f"key:{principal.key_id}", resolve(principal.limits, settings.per_key), tokens
-    )
+    """What a request pays once its exact token count is known."""
+    own = resolve(principal.limits, settings.per_key)
+    buckets = _pair("key", f"key:{principal.key_id}", own, tokens)
     model_limits = settings.per_model.get(model)
     if model_limits is not None:
         buckets += _pair("model", f"model:{model}", model_limits, tokens)
@@ -122,8 +137,9 @@ def rate_limited(
     short = [(b, d) for b, d in pairs if d.remaining < b.request.cost] or pairs
     bucket, decision = max(short, key=lambda pair: pair[1].retry_after)
     wait = min(60.0, max(d.retry_after for d in decisions))
+    subject = f" for {model}" if model else ""  # before the body is read: no model yet
     error = RateLimited(
-        f"Rate limit reached for {model} per {bucket.role} on {_UNIT_TEXT[bucket.unit]}: "
+        f"Rate limit reached{subject} per {bucket.role} on {_UNIT_TEXT[bucket.unit]}: "
         f"Limit {int(decision.limit)}, Remaining {math.floor(decision.remaining)}, "
         f"Requested {int(bucket.request.cost)}. Please try again in {wait:.3g}s.",
         headers={
@@ -152,17 +168,65 @@ class TenantLimits:
         self._settings = settings
         self._on_reject = on_reject  # (scope, key name): the rate-limited metric
 
-    async def admit(self, principal: Principal, ip: str, model: str, tokens: int) -> Quota:
-        """Charge this request to its buckets, or raise a 429 without charging any."""
+    async def admit_anyone(self, ip: str) -> None:
+        """Charge a request whose caller is not known (it failed authentication) to its IP."""
+        await self._charge(ip_buckets(ip, self._settings), "", "anonymous")
+
+    async def admit_request(self, principal: Principal, ip: str) -> Quota:
+        """Charge one request to the IP's and the key's buckets, from the headers alone."""
         if principal.internal:
             return Quota()
-        buckets = buckets_for(principal, ip, model, tokens, self._settings)
+        buckets = request_buckets(principal, ip, self._settings)
+        return await self._charge(buckets, "", principal.name)
+
+    async def admit_tokens(self, principal: Principal, model: str, tokens: int) -> Quota:
+        """Charge the exact tokens (and the model's buckets), or raise a 429 charging none."""
+        if principal.internal:
+            return Quota()
+        buckets = token_buckets(principal, model, tokens, self._settings)
+        return await self._charge(buckets, model, principal.name)
+
+    async def _charge(self, buckets: Sequence[Bucket], model: str, name: str) -> Quota:
         if not buckets:
             return Quota()
         decisions = await self._limiter.acquire([b.request for b in buckets])
         quota = quota_of(buckets, decisions)
         if not decisions[0].allowed:
             error = rate_limited(buckets, decisions, model, quota)
-            self._on_reject(error.scope, principal.name)
+            self._on_reject(error.scope, name)
             raise error
         return quota
+
+
+def _share(value: float | None, workers: int, floor: float = 0.0) -> float | None:
+    """One worker's part of a limit value; None (inherit) and 0 (unlimited) stay as they are."""
+    if not value:
+        return value
+    return max(value / workers, floor)
+
+
+def _divided(spec: LimitSettings, workers: int) -> LimitSettings:
+    return LimitSettings(
+        requests_per_second=_share(spec.requests_per_second, workers),
+        requests_burst=_share(spec.requests_burst, workers, floor=1.0),  # one request must fit
+        tokens_per_minute=_share(spec.tokens_per_minute, workers),
+        tokens_burst=_share(spec.tokens_burst, workers, floor=1.0),
+    )
+
+
+def per_worker(settings: Settings, workers: int) -> Settings:
+    """Without a shared Redis every worker keeps its own buckets: each gets rate/N and burst/N,
+    so N workers together hold one limit (for a client whose requests spread over them)."""
+    if workers <= 1 or settings.cache.redis_url:
+        return settings
+    limits = settings.limits
+    divided = RateLimitSettings(
+        per_ip=_divided(limits.per_ip, workers),
+        per_key=_divided(limits.per_key, workers),
+        per_model={m: _divided(spec, workers) for m, spec in limits.per_model.items()},
+    )
+    keys = tuple(
+        dataclasses.replace(key, limits=_divided(key.limits, workers)) for key in settings.auth.keys
+    )
+    auth = dataclasses.replace(settings.auth, keys=keys)
+    return dataclasses.replace(settings, limits=divided, auth=auth)

@@ -7,11 +7,10 @@ merge in input order → derive reduced dimensions.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway import batching, codec
 from gateway.auth import Principal
@@ -20,6 +19,7 @@ from gateway.cache import Cache
 from gateway.canonical import Prepared, prepare
 from gateway.catalog import Model
 from gateway.counting import Tokenizers
+from gateway.fairshare import OffLoop
 from gateway.fetch import Fetcher, Miss
 from gateway.keys import cache_keys, key_hasher
 from gateway.protocol import EmbeddingRequest
@@ -35,6 +35,7 @@ class Caller:
     principal: Principal
     client_ip: str
     cache_scope: str
+    quota: Quota = field(default_factory=Quota)  # what the request paid from its headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class EmbeddingService:
         background: Background,
         memo: TokenMemo | None = None,
         tokenizers: Tokenizers | None = None,
+        offload: OffLoop | None = None,
     ) -> None:
         self._tokenizers = tokenizers or Tokenizers()
         self._cache = cache
@@ -108,14 +110,16 @@ class EmbeddingService:
         self._memo = memo if memo is not None else TokenMemo()
         self._key_prefix = key_prefix
         self._background = background
+        self._offload = offload or OffLoop(per_tenant=2)
 
     async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingResult:
         model = request.model
         tokenizer = self._memo.scoped(caller.cache_scope, self._tokenizer)
-        prepared = await self._prepare(request, tokenizer)
-        quota = await self._limits.admit(
-            caller.principal, caller.client_ip, model.name, prepared.total_tokens
+        prepared = await self._prepare(request, tokenizer, caller.principal.key_id)
+        tokens = await self._limits.admit_tokens(
+            caller.principal, model.name, prepared.total_tokens
         )
+        quota = caller.quota.with_tokens(tokens)
         tokenizer.remember()  # only an admitted request's texts are memoised
         fetch_dimensions = model.fetch_dimensions(request.dimensions)
         stored_dimensions = fetch_dimensions or model.dimensions
@@ -144,17 +148,20 @@ class EmbeddingService:
             quota=quota,
         )
 
-    async def _prepare(self, request: EmbeddingRequest, tokenizer: ScopedTokenizer) -> Prepared:
+    async def _prepare(
+        self, request: EmbeddingRequest, tokenizer: ScopedTokenizer, tenant: str
+    ) -> Prepared:
         """Tokenise and count; a large request does it on a thread (tiktoken and the local
-        engine release the GIL), so the event loop keeps serving others meanwhile."""
+        engine release the GIL), at most a few at once per tenant, so the event loop keeps
+        serving others meanwhile."""
         if self._on_loop(request):
             return self._counted(request, tokenizer)
-        return await asyncio.to_thread(self._counted, request, tokenizer)
+        return await self._offload.run(tenant, self._counted, request, tokenizer)
 
     def _on_loop(self, request: EmbeddingRequest) -> bool:
         if self._tokenizers.has_own(request.model) and len(request.inputs) > OWN_COUNTS_ON_LOOP:
             return False
-        return request.token_input or sum(map(len, request.inputs)) < OFF_LOOP_CHARACTERS
+        return sum(map(len, request.inputs)) < OFF_LOOP_CHARACTERS
 
     def _counted(self, request: EmbeddingRequest, tokenizer: ScopedTokenizer) -> Prepared:
         return self._tokenizers.judge(request.model, prepare(request, tokenizer))

@@ -54,6 +54,19 @@ class ServerSettings:
     body_timeout: float = field(default=30.0, metadata=POSITIVE)  # a stalled upload gets 408
     # Beyond this many requests in flight per process, answer 503 + retry-after, not a queue.
     max_concurrent_requests: int = field(default=1024, metadata=POSITIVE_INT)
+    # A fair share: requests in flight per API key and per client IP; 0 means a quarter of
+    # max_concurrent_requests.
+    max_in_flight_per_key: int = field(default=0, metadata=NON_NEGATIVE)
+    max_in_flight_per_ip: int = field(default=0, metadata=NON_NEGATIVE)
+    # Large requests are parsed and tokenised on threads, at most this many at once per key.
+    offload_per_key: int = field(default=1, metadata=POSITIVE_INT)
+    # After body_grace seconds a body that has arrived slower than min_body_rate bytes/s gets a
+    # 408 at once; 0 turns the check off (body_timeout still applies).
+    min_body_rate: float = field(default=4096.0, metadata=NON_NEGATIVE)
+    body_grace: float = field(default=2.0, metadata=NON_NEGATIVE)
+    # A connection that has not sent a whole request head this long after it opened (or after
+    # its last response) is closed: idle and half-written connections hold nothing for long.
+    header_timeout: float = field(default=15.0, metadata=POSITIVE)
     shutdown_timeout: float = field(default=30.0, metadata=NON_NEGATIVE)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from gateway.cache.redis import RedisClient
 from gateway.catalog import Catalog
+from gateway.store import StoreGuard, StoreUnavailable
 
 log = logging.getLogger("gateway.usage")
 
@@ -46,7 +47,7 @@ def merge_into(table: Table, key: tuple[str, str, str], counts: Mapping[str, int
 class UsageStore(Protocol):
     async def add(self, delta: Table) -> bool: ...  # False: not written, try again later
 
-    async def table(self) -> Table: ...
+    async def table(self) -> Table: ...  # raises StoreUnavailable
 
 
 class MemoryUsage:
@@ -88,8 +89,19 @@ class UsageBuffer:
                     merge_into(self._pending, key, counts)
 
     async def table(self) -> Table:
+        """The store's table plus what this instance has not written yet (a failed write stays
+        pending, so it is never counted twice and never missing)."""
         await self.flush()
-        return await self._store.table()
+        table = _new_table()
+        for rows in (await self._store.table(), self._pending):
+            for key, counts in rows.items():
+                merge_into(table, key, counts)
+        return dict(table)
+
+    def pending(self) -> Table:
+        """What this instance counted and has not written yet (all it has while the store is
+        unavailable)."""
+        return {k: dict(v) for k, v in self._pending.items()}
 
     async def run(self) -> None:
         """Flush every interval until cancelled (the app's lifecycle cancels, then flushes)."""
@@ -99,12 +111,23 @@ class UsageBuffer:
 
 
 class RedisUsage:
-    """One hash per (key, team): fields `<model>\\x1f<counter>`, incremented in one pipeline."""
+    """One hash per (key, team): fields `<model>\\x1f<counter>`, incremented in one pipeline.
+    Counters never carry a TTL, so a `volatile-*` eviction policy never takes them."""
 
-    def __init__(self, client: RedisClient, prefix: str, timeout: float) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        prefix: str,
+        timeout: float,
+        *,
+        reads: StoreGuard | None = None,
+        writes: StoreGuard | None = None,
+    ) -> None:
         self._client = client
         self._prefix = f"{prefix}:usage:"
         self._timeout = timeout
+        self._reads = reads or usage_guard("usage read", timeout)
+        self._writes = writes or usage_guard("usage write (kept for the next one)", timeout)
 
     def _hash(self, key: str, team: str) -> str:
         return f"{self._prefix}{key}\x1f{team}"
@@ -116,20 +139,25 @@ class RedisUsage:
                 if value:
                     pipe.hincrby(self._hash(key, team), f"{model}\x1f{field}", value)
         try:
-            async with asyncio.timeout(self._timeout * 4):
-                await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("usage write failed, kept for the next one: %s", type(exc).__name__)
+            await self._writes.call(pipe.execute, timeout=self._timeout * 4)
+        except StoreUnavailable:
             return False
         return True
 
     async def table(self) -> Table:
+        return await self._reads.call(self._read_table, timeout=self._timeout * 8)
+
+    async def _read_table(self) -> Table:
         names = [name async for name in self._client.scan_iter(match=f"{self._prefix}*")]
         pipe = self._client.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(name)
         hashes: list[dict[bytes, bytes]] = await pipe.execute()
         return _table_from_hashes(names, hashes, len(self._prefix))
+
+
+def usage_guard(what: str, timeout: float) -> StoreGuard:
+    return StoreGuard(what, timeout=timeout, failures=(RedisError, OSError), logger=log)
 
 
 def _table_from_hashes(

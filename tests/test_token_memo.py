@@ -65,8 +65,10 @@ def test_a_zero_bound_turns_the_memo_off() -> None:
 
 def test_a_refused_request_teaches_the_memo_nothing() -> None:
     memo = TokenMemo()
+    # the service charges tokens (requests are charged from the headers, before it runs):
+    # room for the first text's 2 tokens, not for the second's
     one_request = RateLimitSettings(
-        LimitSettings(), LimitSettings(requests_per_second=0.0001, requests_burst=1)
+        LimitSettings(), LimitSettings(tokens_per_minute=0.001, tokens_burst=3)
     )
     service = EmbeddingService(
         MemoryCache(100, 60),

@@ -7,6 +7,10 @@ closes the breaker when the inner cache works again.
 The inner cache never raises (a read error is a miss, a write error is counted), so a failed
 call shows up as its ``errors`` count going up across the call. Under concurrency a success
 overlapping another call's failure may be counted as a failure: the breaker errs towards open.
+
+Reads and writes may have breakers of their own (shared with the other parts on the same Redis,
+see gateway/store.py): a Redis that refuses writes (out of memory) then stops cache writes while
+reads still go through.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ class BreakerCache:
         failure_threshold: int = 3,
         cooldown: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        reads: CircuitBreaker | None = None,
+        writes: CircuitBreaker | None = None,
     ) -> None:
         self._inner = inner
-        self._breaker = CircuitBreaker(failure_threshold, cooldown, clock)
+        self._breaker = reads or CircuitBreaker(failure_threshold, cooldown, clock)
+        self._write_breaker = writes or self._breaker
         self.name = inner.name
         self.skipped = 0  # calls answered without asking the inner cache
 
@@ -54,12 +61,12 @@ class BreakerCache:
     async def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         if not items:
             return
-        if not self._breaker.allow():
+        if not self._write_breaker.allow():
             self.skipped += 1
             return
         before = self._inner.errors
         await self._inner.set_many(items)
-        self._record(before)
+        self._record(before, self._write_breaker)
 
     async def ping(self) -> bool:
         return await self._inner.ping()
@@ -67,8 +74,9 @@ class BreakerCache:
     async def close(self) -> None:
         await self._inner.close()
 
-    def _record(self, errors_before: int) -> None:
+    def _record(self, errors_before: int, breaker: CircuitBreaker | None = None) -> None:
+        breaker = breaker or self._breaker
         if self._inner.errors > errors_before:
-            self._breaker.record_failure()
+            breaker.record_failure()
         else:
-            self._breaker.record_success()
+            breaker.record_success()

@@ -12,6 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from gateway.cache.fastread import FastReader
+from gateway.store import ErrorLog
 
 log = logging.getLogger("gateway.cache")
 
@@ -42,6 +43,7 @@ class RedisCache:
         self._ttl = ttl_seconds
         self._timeout = timeout
         self.errors = 0
+        self._logs = {op: ErrorLog(f"cache {op}", logger=log) for op in ("read", "write")}
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         try:  # a timeout of cache.timeout bounds this call (the reader's or the socket's)
@@ -77,4 +79,4 @@ class RedisCache:
 
     def _failed(self, op: str, exc: BaseException) -> None:
         self.errors += 1
-        log.warning("cache %s failed: %s", op, type(exc).__name__)
+        self._logs[op].failed(exc)

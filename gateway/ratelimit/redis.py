@@ -1,13 +1,13 @@
 """Token buckets shared by every instance through one Redis, with a per-instance fallback.
 
 All buckets of one request are checked and charged by a single EVALSHA of
-`token_bucket.lua`. When Redis errors or is slow, the limiter fails open to its own
-in-memory buckets: limits then hold per instance instead of globally, and requests flow.
+`token_bucket.lua`, under the store guard shared by every part that uses this Redis. When Redis
+errors or is slow, or the guard's breaker is open, the limiter fails open to its own in-memory
+buckets: limits then hold per instance instead of globally, and requests flow.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -21,12 +21,13 @@ from redis.exceptions import RedisError
 
 from gateway.ratelimit.bucket import BucketRequest, Decision
 from gateway.ratelimit.memory import MemoryLimiter
+from gateway.store import StoreGuard
 
 logger = logging.getLogger("gateway.ratelimit")
 
 SCRIPT_NAME = "token_bucket.lua"
 MIN_TTL_MS = 1000
-WARN_EVERY = 10.0  # seconds between two "falling back" warnings
+WARN_EVERY = 10.0  # seconds between two "falling back" warnings (each with a count)
 
 
 def load_script() -> str:
@@ -72,13 +73,13 @@ class RedisLimiter:
         clock: Callable[[], float] | None = None,
         fallback: MemoryLimiter | None = None,
         timeout: float = 0.05,
+        guard: StoreGuard | None = None,
     ) -> None:
         self._script = client.register_script(load_script())
         self._prefix = prefix
         self._clock = clock
         self._fallback = fallback if fallback is not None else MemoryLimiter()
-        self._timeout = timeout
-        self._warned_at: float | None = None
+        self._guard = guard or limiter_guard(timeout, clock)
         self.fallbacks = 0
 
     async def acquire(self, requests: Sequence[BucketRequest]) -> list[Decision]:
@@ -86,26 +87,32 @@ class RedisLimiter:
             return []
         now_ms = None if self._clock is None else round(self._clock() * 1000)
         keys = [self._prefix + r.key for r in requests]
-        try:
-            async with asyncio.timeout(self._timeout):
-                reply = await self._script(keys=keys, args=script_args(requests, now_ms))
-        except (RedisError, OSError, TimeoutError) as exc:
-            return await self._fall_back(requests, exc)
-        return parse_reply(requests, reply)
+        args = script_args(requests, now_ms)
+        return await self._guard.call_or(
+            lambda: self._ask_redis(requests, keys, args), lambda: self._fall_back(requests)
+        )
 
     async def close(self) -> None:
         """Closes nothing it was given: the client belongs to whoever created it."""
         await self._fallback.close()
 
-    async def _fall_back(
-        self, requests: Sequence[BucketRequest], exc: BaseException
+    async def _ask_redis(
+        self, requests: Sequence[BucketRequest], keys: list[str], args: list[str | float]
     ) -> list[Decision]:
+        return parse_reply(requests, await self._script(keys=keys, args=args))
+
+    async def _fall_back(self, requests: Sequence[BucketRequest]) -> list[Decision]:
         self.fallbacks += 1
-        now = (self._clock or time.monotonic)()
-        if self._warned_at is None or now - self._warned_at >= WARN_EVERY:
-            self._warned_at = now
-            logger.warning(
-                "rate limiter: Redis unavailable (%s); using per-instance buckets",
-                type(exc).__name__,
-            )
         return await self._fallback.acquire(requests)
+
+
+def limiter_guard(timeout: float, clock: Callable[[], float] | None) -> StoreGuard:
+    """A guard of the limiter's own, for when it is not given the one shared with other parts."""
+    return StoreGuard(
+        "rate limiter (Redis; using per-instance buckets meanwhile)",
+        timeout=timeout,
+        failures=(RedisError, OSError),
+        log_interval=WARN_EVERY,
+        logger=logger,
+        clock=clock or time.monotonic,
+    )

@@ -214,6 +214,7 @@ async def test_a_dead_redis_falls_back_to_memory_until_it_returns(
     assert outcomes == [True, True, False]  # the fallback's own bucket, not Redis's
     assert limiter.fallbacks == 3
     own_redis.restart()
+    clock.advance(2.0)  # the breaker's cooldown: the next call is the probe
     assert (await take(limiter, req("ip", limit))).remaining == 1  # a fresh, empty Redis
     assert limiter.fallbacks == 3
     assert await client.exists("gw:rl:ip") == 1

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from gateway.server import GatewayRunner
+
 T = TypeVar("T")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 1.0
@@ -27,7 +29,7 @@ async def start_app_here(
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> tuple[web.AppRunner, int]:
     """Serve ``app`` in the running loop; returns its runner (to ``cleanup()``) and bound port."""
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    runner = GatewayRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

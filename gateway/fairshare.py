@@ -1,0 +1,136 @@
+"""A bounded share of the process per tenant: in-flight requests per key and per IP, CPU-heavy
+work on threads per key, and a minimum upload rate, so one tenant's slow or heavy requests
+can never take what another needs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import ParamSpec, TypeVar
+
+from aiohttp import web
+
+from gateway.errors import PayloadTooLarge, RateLimited, RequestTimeout
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SLOW_BODY = "The request body arrived too slowly."
+LATE_BODY = "The request body did not arrive in time."
+
+
+def share_of(limit: int, setting: int, fraction: float = 0.25) -> int:
+    """The setting, or (0) a fraction of the process-wide limit, at least 1."""
+    return setting if setting > 0 else max(1, int(limit * fraction))
+
+
+class InFlight:
+    """Counts requests in flight per key and per IP; over a cap, a 429 at once."""
+
+    def __init__(self, per_key: int, per_ip: int) -> None:
+        self.per_key = per_key
+        self.per_ip = per_ip
+        self._keys: Counter[str] = Counter()
+        self._ips: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def enter(self, key: str | None, ip: str) -> Iterator[None]:
+        """`key` None: no key to share by (auth is off), only the IP's share applies."""
+        if key is not None and self._keys[key] >= self.per_key:
+            raise _busy("key", self.per_key)
+        if self._ips[ip] >= self.per_ip:
+            raise _busy("IP address", self.per_ip)
+        if key is not None:
+            self._keys[key] += 1
+        self._ips[ip] += 1
+        try:
+            yield
+        finally:
+            if key is not None:
+                _release(self._keys, key)
+            _release(self._ips, ip)
+
+
+def _release(counts: Counter[str], name: str) -> None:
+    counts[name] -= 1
+    if counts[name] <= 0:
+        del counts[name]  # idle tenants leave no entry behind
+
+
+def _busy(scope: str, cap: int) -> RateLimited:
+    error = RateLimited(
+        f"Too many concurrent requests for this {scope}: at most {cap} may be in flight. "
+        "Please retry when one has finished.",
+        headers={"retry-after": "1"},
+    )
+    error.type = "requests"
+    return error
+
+
+class OffLoop:
+    """CPU-heavy steps (parsing, tokenising) on threads, at most `per_tenant` at once per key,
+    so one tenant's huge requests queue behind each other instead of filling the pool."""
+
+    def __init__(self, per_tenant: int) -> None:
+        self.per_tenant = per_tenant
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._users: Counter[str] = Counter()
+
+    async def run(self, tenant: str, work: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        async with self._gate(tenant):
+            return await asyncio.to_thread(work, *args, **kw)
+
+    @contextlib.asynccontextmanager
+    async def _gate(self, tenant: str) -> AsyncIterator[None]:
+        gate = self._gates.setdefault(tenant, asyncio.Semaphore(self.per_tenant))
+        self._users[tenant] += 1
+        try:
+            async with gate:
+                yield
+        finally:
+            _release(self._users, tenant)
+            if tenant not in self._users:
+                del self._gates[tenant]
+
+
+class BodyReader:
+    """Reads a request body, cutting it off (408) as soon as it falls behind `min_rate` bytes/s
+    after a `grace` period, and at `timeout` in any case."""
+
+    def __init__(self, *, max_bytes: int, min_rate: float, grace: float, timeout: float) -> None:
+        self.max_bytes = max_bytes
+        self.min_rate = min_rate
+        self.grace = grace
+        self.timeout = timeout
+
+    async def read(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > self.max_bytes:
+            raise PayloadTooLarge("The request body is too large.")
+        if request.content.is_eof():  # already all here: no timer needed
+            return await request.read()
+        return await self._read_paced(request)
+
+    async def _read_paced(self, request: web.Request) -> bytes:
+        started, size = asyncio.get_running_loop().time(), 0
+        chunks: list[bytes] = []
+        while True:
+            chunk = await self._next_chunk(request, started, size)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise PayloadTooLarge("The request body is too large.")
+            chunks.append(chunk)
+
+    async def _next_chunk(self, request: web.Request, started: float, size: int) -> bytes:
+        """Waits until the body would fall behind the minimum rate, or the overall timeout."""
+        paced = started + self.grace + size / self.min_rate if self.min_rate > 0 else float("inf")
+        deadline = min(paced, started + self.timeout)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await request.content.readany()
+        except TimeoutError:
+            message = SLOW_BODY if paced < started + self.timeout else LATE_BODY
+            raise RequestTimeout(message) from None

