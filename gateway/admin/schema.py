@@ -124,54 +124,63 @@ def _body(schema: str, *, required: bool = True) -> Schema:
     return {"required": required, "content": {JSON: {"schema": _ref(schema)}}}
 
 
-def paths() -> Schema:
-    key = _answer("The key (never its secret)", "ApiKey")
-    with_secret = _answer("The key, with its new secret in `value`, shown only this once", "ApiKey")
+KEY = _answer("The key (never its secret)", "ApiKey")
+WITH_SECRET = _answer("The key, with its new secret in `value`, shown only this once", "ApiKey")
+
+
+def _collection() -> Schema:
     return {
-        PATH: {
-            "post": _operation(
-                "createApiKey",
-                "Create a key",
-                ("201", with_secret),
-                (400, 401, 503),
-                requestBody=_body("ApiKeyCreate"),
-            ),
-            "get": _operation(
-                "listApiKeys",
-                "List keys (config keys first), oldest first",
-                ("200", _answer("One page of keys", "ApiKeyList")),
-                (400, 401, 503),
-                parameters=PAGING,
-            ),
-        },
-        PATH + "/{key_id}": {
-            "get": _operation(
-                "getApiKey", "One key", ("200", key), (401, 404, 503), parameters=[KEY_ID]
-            ),
-            "post": _operation(
-                "updateApiKey",
-                "Change a key's name, team, models or limits",
-                ("200", key),
-                (400, 401, 404, 503),
-                requestBody=_body("ApiKeyUpdate"),
-                parameters=[KEY_ID],
-            ),
-            "delete": _operation(
-                "revokeApiKey",
-                "Revoke a key: refused everywhere within a second",
-                ("200", _answer("Revoked", "ApiKeyDeleted")),
-                (400, 401, 404, 503),
-                parameters=[KEY_ID],
-            ),
-        },
-        PATH + "/{key_id}/rotate": {
-            "post": _operation(
-                "rotateApiKey",
-                "A new secret; the old one works for grace_seconds more",
-                ("200", with_secret),
-                (400, 401, 404, 503),
-                requestBody=_body("ApiKeyRotate", required=False),
-                parameters=[KEY_ID],
-            ),
-        },
+        "post": _operation(
+            "createApiKey",
+            "Create a key",
+            ("201", WITH_SECRET),
+            (400, 401, 503),
+            requestBody=_body("ApiKeyCreate"),
+        ),
+        "get": _operation(
+            "listApiKeys",
+            "List keys (config keys first), oldest first",
+            ("200", _answer("One page of keys", "ApiKeyList")),
+            (400, 401, 503),
+            parameters=PAGING,
+        ),
+    }
+
+
+def _one_key() -> Schema:
+    return {
+        "get": _operation(
+            "getApiKey", "One key", ("200", KEY), (401, 404, 503), parameters=[KEY_ID]
+        ),
+        "post": _operation(
+            "updateApiKey",
+            "Change a key's name, team, models or limits",
+            ("200", KEY),
+            (400, 401, 404, 503),
+            requestBody=_body("ApiKeyUpdate"),
+            parameters=[KEY_ID],
+        ),
+        "delete": _operation(
+            "revokeApiKey",
+            "Revoke a key: refused everywhere within a second",
+            ("200", _answer("Revoked", "ApiKeyDeleted")),
+            (400, 401, 404, 503),
+            parameters=[KEY_ID],
+        ),
+    }
+
+
+def paths() -> Schema:
+    rotate = _operation(
+        "rotateApiKey",
+        "A new secret; the old one works for grace_seconds more",
+        ("200", WITH_SECRET),
+        (400, 401, 404, 503),
+        requestBody=_body("ApiKeyRotate", required=False),
+        parameters=[KEY_ID],
+    )
+    return {
+        PATH: _collection(),
+        PATH + "/{key_id}": _one_key(),
+        PATH + "/{key_id}/rotate": {"post": rotate},
     }
