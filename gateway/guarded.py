@@ -17,7 +17,7 @@ from gateway.apikeys import ApiKey, KeyStore
 from gateway.cache import Cache
 from gateway.ratelimit import Limiter
 from gateway.ratelimit.bucket import BucketRequest, Decision
-from gateway.store import StoreGuard, StoreUnavailable
+from gateway.store import SELF_BOUNDED, StoreGuard, StoreUnavailable
 from gateway.usage import Table, UsageStore
 
 WRITE_TIMEOUTS = 4  # a write may take this many read timeouts (a pipeline of many commands)
@@ -45,7 +45,8 @@ class GuardedCache:
         if not keys:
             return []
         try:
-            return await self._reads.call(lambda: self._inner.get_many(keys))
+            # The socket timeout (or the fast reader's) bounds a read: no timer on the hot path.
+            return await self._reads.call(lambda: self._inner.get_many(keys), timeout=SELF_BOUNDED)
         except StoreUnavailable:
             self._on_error("read")
             return [None] * len(keys)
