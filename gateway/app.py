@@ -22,8 +22,8 @@ from gateway.cache import Cache
 from gateway.cache.instrumented import InstrumentedCache
 from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
-from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
 from gateway.counting import OwnTokenizer, Tokenizers
+from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
 from gateway.metrics import Metrics, Seed
@@ -40,6 +40,7 @@ from gateway.settings import (
     ServerSettings,
     Settings,
     UpstreamSettings,
+    backend,
 )
 from gateway.stores import (
     Backends,
@@ -145,13 +146,16 @@ class Parts:
     offload: OffLoop
 
 
-def build_keys(settings: Settings, backends: Backends, catalog: Catalog) -> KeyAdmin:
+def build_keys(settings: Settings, backends: Backends, catalog: Catalog, workers: int) -> KeyAdmin:
     store = build_key_store(backends)
-    directory = KeyDirectory(store, interval=settings.stores.keys_refresh_seconds)
+    shared = backend(settings, "limiter") == "redis"  # else each worker holds 1/N of a limit
+    directory = KeyDirectory(
+        store, interval=settings.stores.keys_refresh_seconds, workers=1 if shared else workers
+    )
     return KeyAdmin(store, settings.auth.keys, [m.name for m in catalog], directory=directory)
 
 
-def build_parts(settings: Settings) -> Parts:
+def build_parts(settings: Settings, workers: int = 1) -> Parts:
     catalog = Catalog.from_settings(settings.models)
     metrics = Metrics(CollectorRegistry(), [model.name for model in catalog])
     backends = build_backends(settings)
@@ -173,7 +177,7 @@ def build_parts(settings: Settings) -> Parts:
         tokenizers=build_tokenizers(settings, providers),
     )
     usage = UsageBuffer(build_usage(backends))
-    admin = build_keys(settings, backends, catalog)
+    admin = build_keys(settings, backends, catalog, workers)
     assert admin.directory is not None
     keys = KeyRing(settings.auth, admin.directory)
     announce_auth(keys, settings)
@@ -283,8 +287,9 @@ def metrics_seed(settings: Settings, catalog: Catalog, app: web.Application) -> 
     )
 
 
-def build_app(settings: Settings) -> web.Application:
-    parts = build_parts(settings)
+def build_app(settings: Settings, workers: int = 1) -> web.Application:
+    """``workers``: how many processes serve this port (their limits split without Redis)."""
+    parts = build_parts(settings, workers)
     admission = Admission(settings.server.max_concurrent_requests)
     app = web.Application(
         middlewares=[request_context(parts.metrics, admission)],

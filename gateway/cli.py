@@ -17,7 +17,7 @@ from gateway import server
 from gateway.admin import cli as keys_cli
 from gateway.app import build_app
 from gateway.quota import per_worker
-from gateway.settings import Settings, SettingsError, hash_key, load
+from gateway.settings import Settings, SettingsError, backend, hash_key, load
 from gateway.workers import Supervisor
 
 
@@ -119,13 +119,13 @@ def run_worker(
     settings = settings or _settings(config)
     if settings is None:
         raise SystemExit(2)
-    if workers > 1 and not settings.cache.redis_url:
+    if workers > 1 and backend(settings, "limiter") != "redis":
         logging.getLogger("gateway").info(
             "no Redis: each of %d workers enforces 1/%d of every rate limit", workers, workers
         )
         settings = per_worker(settings, workers)
     _install_uvloop()
-    server.run(build_app(settings), host, port, settings.server.shutdown_timeout)
+    server.run(build_app(settings, workers), host, port, settings.server.shutdown_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

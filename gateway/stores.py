@@ -37,6 +37,7 @@ from gateway.usage.sqlite import SqliteUsage
 log = logging.getLogger("gateway")
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+REDIS_CONNECTIONS = 100  # per process, as redis-py's default
 # Longer than SQLite's own busy timeout, so a locked file fails as an error (rolled back),
 # never as a cancelled wait whose write still lands afterwards.
 SQLITE_TIMEOUT = BUSY_TIMEOUT_SECONDS + 1
@@ -55,7 +56,12 @@ def redis_client(settings: CacheSettings) -> RedisClient | None:
     }
     if url.startswith(CLUSTER_SCHEMES):
         return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
-    return aioredis.from_url(url, **options)
+    # A burst of requests (a flood of connections) waits briefly for one of the pool's
+    # connections instead of failing at once, which would open the breaker for everyone.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=settings.timeout, **options
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 @dataclass(frozen=True, slots=True)

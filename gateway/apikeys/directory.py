@@ -13,11 +13,15 @@ from collections.abc import Callable
 
 from gateway.apikeys import ApiKey, KeyStore
 from gateway.auth import Principal
+from gateway.quota import divided
 from gateway.store import StoreUnavailable
 
 
-def principal_of(key: ApiKey) -> Principal:
-    return Principal(key.name, key.team, frozenset(key.models), key.limits, key_id=key.id)
+def principal_of(key: ApiKey, workers: int = 1) -> Principal:
+    """Its limits are one worker's share when workers keep buckets of their own (see
+    quota.per_worker, which does the same for config keys)."""
+    limits = divided(key.limits, workers) if workers > 1 else key.limits
+    return Principal(key.name, key.team, frozenset(key.models), limits, key_id=key.id)
 
 
 class KeyDirectory:
@@ -27,8 +31,10 @@ class KeyDirectory:
         *,
         interval: float = 0.5,
         clock: Callable[[], float] = time.time,
+        workers: int = 1,
     ) -> None:
         self.store = store
+        self._workers = workers
         self._interval = interval
         self._clock = clock
         self._version: int | None = None  # None: never read
@@ -71,9 +77,9 @@ class KeyDirectory:
             self._version = version
 
     def _install(self, keys: list[ApiKey]) -> None:
-        self._current = {key.sha256: principal_of(key) for key in keys}
+        self._current = {key.sha256: principal_of(key, self._workers) for key in keys}
         self._previous = {
-            key.previous_sha256: (principal_of(key), key.previous_until)
+            key.previous_sha256: (principal_of(key, self._workers), key.previous_until)
             for key in keys
             if key.previous_sha256
         }
