@@ -11,7 +11,7 @@ from gateway.apikeys.memory import MemoryKeys
 from gateway.apikeys.requests import KeyChanges
 from gateway.auth import KeyRing
 from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound
-from gateway.settings import AuthSettings, KeySettings, hash_key
+from gateway.settings import AuthSettings, KeySettings, LimitSettings, hash_key
 from tests.support.clock import FakeClock
 
 CONFIG_KEY = KeySettings(name="ops", sha256=hash_key("sk-config"))
@@ -131,3 +131,16 @@ async def test_last_use_is_written_with_the_next_poll(world: World, clock: FakeC
     used = await world.admin.last_used()
     assert used[key.id] == int(clock.now)
     assert (await world.admin.list())[0].id in used
+
+
+async def test_each_of_n_workers_holds_its_share_of_a_runtime_keys_limits(
+    clock: FakeClock,
+) -> None:
+    store = MemoryKeys()
+    directory = KeyDirectory(store, clock=clock, workers=2)
+    admin = KeyAdmin(store, [CONFIG_KEY], MODELS, directory=directory, clock=clock)
+    limits = LimitSettings(requests_per_second=10, requests_burst=20)
+    _, secret = await admin.create(KeyChanges(name="alice", limits=limits))
+    principal = directory.find(hash_key(secret))
+    assert principal is not None
+    assert (principal.limits.requests_per_second, principal.limits.requests_burst) == (5, 10)
