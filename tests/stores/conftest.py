@@ -17,7 +17,9 @@ from gateway.apikeys import KeyStore
 from gateway.apikeys.memory import MemoryKeys
 from gateway.apikeys.redis import RedisKeys
 from gateway.apikeys.sqlite import SqliteKeys
-from gateway.cache.redis import RedisClient
+from gateway.cache import Cache
+from gateway.cache.memory import MemoryCache
+from gateway.cache.redis import RedisCache, RedisClient
 from gateway.embedded import Database
 from gateway.usage import UsageStore
 from gateway.usage.memory import MemoryUsage
@@ -89,3 +91,11 @@ def key_store(backend_name: str, redis_client: RedisClient | None, database: Dat
     if redis_client is not None:
         return RedisKeys(redis_client, "test")
     return SqliteKeys(database) if backend_name == "sqlite" else MemoryKeys()
+
+
+@pytest.fixture
+def cache_store(backend_name: str, redis_client: RedisClient | None) -> Cache:
+    """The cache has no SQLite backend: there the suite runs on memory again."""
+    if redis_client is not None:
+        return RedisCache(redis_client, ttl_seconds=60, timeout=1.0)
+    return MemoryCache(max_entries=1000, ttl_seconds=60)
