@@ -299,7 +299,7 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     app[KEY_DIRECTORY] = parts.directory
     app[SERVER_SETTINGS] = settings.server
     app.add_routes(build_handlers(parts).routes())
-    app.add_routes(KeyRoutes(parts.admin, settings.auth.internal_token).routes())
+    app.add_routes(KeyRoutes(parts.admin, settings.auth).routes())
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))
     return app

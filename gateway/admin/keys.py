@@ -13,9 +13,10 @@ from gateway.admin.audit import audit
 from gateway.apikeys import views
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.requests import parse_changes, parse_grace, parse_page
-from gateway.auth import presented_key
+from gateway.auth import client_ip, forwarded_for, parse_networks, presented_key
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, ServiceUnavailable
 from gateway.middleware import REQUEST_ID
+from gateway.settings import AuthSettings
 from gateway.store import StoreUnavailable
 
 PATH = "/v1/organization/api_keys"
@@ -37,9 +38,10 @@ async def _json(request: web.Request) -> Any:
 
 
 class KeyRoutes:
-    def __init__(self, admin: KeyAdmin, internal_token: str) -> None:
+    def __init__(self, admin: KeyAdmin, auth: AuthSettings) -> None:
         self._admin = admin
-        self._token = internal_token.encode()
+        self._token = auth.internal_token.encode()
+        self._trusted = parse_networks(auth.trusted_proxies)
 
     def _require_internal(self, request: web.Request) -> None:
         if not self._token:
@@ -70,12 +72,16 @@ class KeyRoutes:
             finally:
                 actor = {
                     "credential": who,
-                    "ip": request.remote or "",
+                    "ip": self._ip(request),
                     "request_id": request[REQUEST_ID],
                 }
                 audit(action, actor, key_id, status)
 
         return handle
+
+    def _ip(self, request: web.Request) -> str:
+        lines = request.headers.getall("X-Forwarded-For", [])
+        return client_ip(request.remote, forwarded_for(lines), self._trusted)
 
     async def _create(self, request: web.Request) -> Outcome:
         changes = parse_changes(await _json(request), self._admin.model_names, create=True)
