@@ -395,13 +395,21 @@ _SCALAR_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "t
 def _scalar(hint: type, raw: Any, path: str) -> Any:
     # Values that came through ${ENV} expansion arrive as text; accept them when they parse.
     if isinstance(raw, str) and hint is not str:
-        raw = yaml.safe_load(raw) if raw else raw
+        raw = _text_value(raw)
     ok = isinstance(raw, hint) and not (hint is not bool and isinstance(raw, bool))
     if hint is float and isinstance(raw, int) and not isinstance(raw, bool):
         return float(raw)
     if not ok:
         raise SettingsError(f"{path}: must be {_SCALAR_NAMES.get(hint, hint.__name__)}")
     return raw
+
+
+def _text_value(raw: str) -> Any:
+    """What a text means as YAML; text that is no YAML at all stays text (and fails the type)."""
+    try:
+        return yaml.safe_load(raw) if raw else raw
+    except yaml.YAMLError:
+        return raw
 
 
 def _is_required(spec: dataclasses.Field[Any]) -> bool:

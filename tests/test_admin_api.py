@@ -120,6 +120,7 @@ def test_only_the_internal_token_may_call_it(gateway: Stack, credential: str) ->
         ({"name": " "}, "name"),
         ({"name": "a", "models": ["no-such-model"]}, "models"),
         ({"name": "a", "limits": {"requests_per_second": -1}}, "limits"),
+        ({"name": "a", "limits": {"requests_per_second": "5"}}, "limits"),
         ({"name": "a", "colour": "red"}, "colour"),
     ],
 )

@@ -52,6 +52,9 @@ def _models(value: Any, known: Collection[str]) -> tuple[str, ...]:
 
 
 def _limits(value: Any) -> LimitSettings:
+    """JSON has numbers: unlike the config file, text is never read as one."""
+    if isinstance(value, Mapping) and any(isinstance(v, str) for v in value.values()):
+        raise InvalidRequest("Invalid limits: each limit must be a number or null.", param="limits")
     try:
         return parse_as(LimitSettings, value, "limits")
     except SettingsError as exc:
