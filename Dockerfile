@@ -22,9 +22,13 @@ RUN pip install . && rm -rf /src
 
 WORKDIR /app
 COPY config.yaml /app/config.yaml
+# The embedded SQLite store (usage and runtime keys without Redis): mount a volume to keep it.
+RUN mkdir -p /app/data && chown 10001:10001 /app/data
 
 USER 10001:10001
-ENV GATEWAY_CONFIG=/app/config.yaml
+ENV GATEWAY_CONFIG=/app/config.yaml \
+    GATEWAY_DATA_DIR=/app/data
+VOLUME /app/data
 
 EXPOSE 8080
 STOPSIGNAL SIGTERM

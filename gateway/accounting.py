@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from gateway.catalog import Model
 from gateway.metrics import Metrics
 from gateway.service import Caller, EmbeddingResult
-from gateway.usage import UsageBuffer, UsageRecord
+from gateway.usage import Counts, Row, UsageRecord
+from gateway.usage.buffer import UsageBuffer
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +43,12 @@ class Accountant:
         )
         metrics.tokens(model.name, key, team, result.saved_tokens, result.miss_tokens)
         metrics.cost(model.name, key, team, charge.spent_usd, charge.saved_usd)
-        counts = {
-            "requests": 1,
-            "inputs": result.inputs,
-            "cached_inputs": result.inputs - result.misses,
-            "tokens": result.prompt_tokens,
-            "billed_tokens": result.miss_tokens,
-        }
-        self._usage.add(UsageRecord(caller.principal.key_id, team, model.name, counts))
+        counts = Counts(
+            requests=1,
+            inputs=result.inputs,
+            cached_inputs=result.inputs - result.misses,
+            tokens=result.prompt_tokens,
+            billed_tokens=result.miss_tokens,
+        )
+        self._usage.add(UsageRecord(Row(caller.principal.key_id, team, model.name), counts))
         return charge

@@ -8,24 +8,18 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from gateway.accounting import Accountant
+from gateway.admin.keys import KeyRoutes
+from gateway.apikeys.admin import KeyAdmin
+from gateway.apikeys.directory import KeyDirectory
 from gateway.auth import KeyRing
 from gateway.background import Background
 from gateway.breaker import CircuitBreaker
 from gateway.cache import Cache
-from gateway.cache.breaker import BreakerCache
-from gateway.cache.fastread import FastReader
 from gateway.cache.instrumented import InstrumentedCache
-from gateway.cache.memory import MemoryCache
-from gateway.cache.redis import RedisCache, RedisClient
 from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
 from gateway.counting import OwnTokenizer, Tokenizers
@@ -37,20 +31,25 @@ from gateway.microbatch import MicroBatchingFetcher
 from gateway.middleware import Admission, request_context
 from gateway.quota import TenantLimits
 from gateway.ratelimit import Limiter
-from gateway.ratelimit.memory import MemoryLimiter
-from gateway.ratelimit.redis import RedisLimiter
 from gateway.redis_checks import warn_on_evicting_policy
 from gateway.server import SERVER_SETTINGS
 from gateway.service import EmbeddingService
 from gateway.settings import (
-    CacheSettings,
     FetchSettings,
     ProviderSettings,
     ServerSettings,
     Settings,
     UpstreamSettings,
+    backend,
 )
-from gateway.store import StoreGuard
+from gateway.stores import (
+    Backends,
+    build_backends,
+    build_cache,
+    build_key_store,
+    build_limiter,
+    build_usage,
+)
 from gateway.tokenmemo import TokenMemo
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
@@ -58,80 +57,12 @@ from gateway.upstream.local import LocalProvider
 from gateway.upstream.openai import OpenAIProvider
 from gateway.upstream.retry import RetryPolicy
 from gateway.upstream.router import Router
-from gateway.usage import MemoryUsage, RedisUsage, UsageBuffer, UsageStore
+from gateway.usage.buffer import UsageBuffer
 
 log = logging.getLogger("gateway")
 
 BACKGROUND = web.AppKey("background", Background)
-
-
-CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
-REDIS_CONNECTIONS = 100  # per process, as redis-py's default
-
-
-def redis_client(settings: CacheSettings) -> RedisClient | None:
-    """None for the in-process default; `redis+cluster://host:port` names a Redis Cluster."""
-    url = settings.redis_url
-    if not url:
-        return None
-    # No client-side retries: a slow Redis must cost one short timeout, not ten.
-    options = {
-        "socket_timeout": settings.timeout,
-        "socket_connect_timeout": settings.timeout,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if url.startswith(CLUSTER_SCHEMES):
-        return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
-    # A burst of requests (a flood of connections) waits briefly for one of the pool's
-    # connections instead of failing at once, which would open the breaker for everyone.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=REDIS_CONNECTIONS, timeout=settings.timeout, **options
-    )
-    return aioredis.Redis.from_pool(pool)
-
-
-def build_cache(settings: CacheSettings, client: RedisClient | None) -> Cache:
-    if client is not None:
-        log.info("cache: redis (entries expire after %d s)", settings.ttl_seconds)
-        reader = None
-        if settings.redis_url.startswith("redis://"):  # one plain-TCP Redis: the fast read path
-            reader = FastReader(settings.redis_url, settings.timeout)
-        return RedisCache(client, settings.ttl_seconds, settings.timeout, reader)
-    log.info(
-        "cache: in-process memory, at most %d entries (set REDIS_URL to share a Redis cache)",
-        settings.memory_max_entries,
-    )
-    return MemoryCache(settings.memory_max_entries, settings.ttl_seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class Guards:
-    """One Redis, one policy: the request path (cache reads, limiter, usage reads) and the
-    background writes (cache, usage) each share one breaker, so a stalled Redis costs a request
-    at most one timeout per breaker window, and a Redis refusing writes stops only writes."""
-
-    reads: StoreGuard
-    writes: StoreGuard
-
-
-def redis_guards(settings: CacheSettings) -> Guards:
-    def guard(what: str) -> StoreGuard:
-        return StoreGuard(
-            what,
-            timeout=settings.timeout,
-            failures=(RedisError, OSError),
-            failure_threshold=settings.breaker_failure_threshold,
-            cooldown=settings.breaker_cooldown,
-        )
-
-    return Guards(guard("redis (request path)"), guard("redis (writes)"))
-
-
-def build_limiter(settings: CacheSettings, client: RedisClient | None, guards: Guards) -> Limiter:
-    if client is None:
-        return MemoryLimiter()
-    prefix = f"{settings.key_prefix}:rl:{{rl}}:"  # one hash tag: a limit's keys share a slot
-    return RedisLimiter(client, prefix=prefix, fallback=MemoryLimiter(), guard=guards.reads)
+KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 
 
 def build_provider(name: str, settings: ProviderSettings) -> Provider:
@@ -140,14 +71,6 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
     if settings.requires_api_key and not settings.api_key:
         log.warning("provider %s: no API key configured; its calls fail until one is set", name)
     return OpenAIProvider(name, settings)
-
-
-def guarded(cache: Cache, guards: Guards) -> Cache:
-    """A remote cache sits behind the Redis breakers, so a dead Redis costs nothing per
-    request."""
-    if isinstance(cache, MemoryCache):
-        return cache
-    return BreakerCache(cache, reads=guards.reads.breaker, writes=guards.writes.breaker)
 
 
 def build_router(
@@ -194,18 +117,12 @@ def build_fetcher(settings: FetchSettings, router: Router) -> Fetcher:
 def announce_auth(keys: KeyRing, settings: Settings) -> None:
     if keys.enabled:
         log.info(
-            "auth: %d API keys; cache scope %s", len(settings.auth.keys), settings.auth.cache_scope
+            "auth: %d API keys in config; cache scope %s",
+            len(settings.auth.keys),
+            settings.auth.cache_scope,
         )
     else:
-        log.warning("auth: OFF (no API keys configured): every caller is accepted as 'anonymous'")
-
-
-def build_usage(settings: CacheSettings, client: RedisClient | None, guards: Guards) -> UsageStore:
-    if client is None:
-        return MemoryUsage()
-    return RedisUsage(
-        client, settings.key_prefix, settings.timeout, reads=guards.reads, writes=guards.writes
-    )
+        log.warning("auth: OFF (no API keys yet): every caller is accepted as 'anonymous'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,18 +139,28 @@ class Parts:
     service: EmbeddingService
     usage: UsageBuffer
     keys: KeyRing
+    directory: KeyDirectory
+    admin: KeyAdmin
+    backends: Backends
     limits: TenantLimits
     offload: OffLoop
-    client: RedisClient | None
 
 
-def build_parts(settings: Settings) -> Parts:
+def build_keys(settings: Settings, backends: Backends, catalog: Catalog, workers: int) -> KeyAdmin:
+    store = build_key_store(backends)
+    shared = backend(settings, "limiter") == "redis"  # else each worker holds 1/N of a limit
+    directory = KeyDirectory(
+        store, interval=settings.stores.keys_refresh_seconds, workers=1 if shared else workers
+    )
+    return KeyAdmin(store, settings.auth.keys, [m.name for m in catalog], directory=directory)
+
+
+def build_parts(settings: Settings, workers: int = 1) -> Parts:
     catalog = Catalog.from_settings(settings.models)
     metrics = Metrics(CollectorRegistry(), [model.name for model in catalog])
-    client = redis_client(settings.cache)
-    guards = redis_guards(settings.cache)
-    cache = InstrumentedCache(guarded(build_cache(settings.cache, client), guards), metrics)
-    limiter = build_limiter(settings.cache, client, guards)
+    backends = build_backends(settings)
+    cache = InstrumentedCache(build_cache(backends, metrics.cache_error), metrics)
+    limiter = build_limiter(backends)
     limits = TenantLimits(limiter, settings.limits, on_reject=metrics.rate_limited)
     offload = OffLoop(settings.server.offload_per_key)
     providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
@@ -245,12 +172,14 @@ def build_parts(settings: Settings) -> Parts:
         tokenizer=Cl100k(),
         key_prefix=settings.cache.key_prefix,
         background=background,
+        offload=offload,
         memo=TokenMemo(settings.cache.token_memo_bytes),
         tokenizers=build_tokenizers(settings, providers),
-        offload=offload,
     )
-    usage = UsageBuffer(build_usage(settings.cache, client, guards))
-    keys = KeyRing(settings.auth)
+    usage = UsageBuffer(build_usage(backends))
+    admin = build_keys(settings, backends, catalog, workers)
+    assert admin.directory is not None
+    keys = KeyRing(settings.auth, admin.directory)
     announce_auth(keys, settings)
     return Parts(
         settings,
@@ -263,9 +192,11 @@ def build_parts(settings: Settings) -> Parts:
         service,
         usage,
         keys,
+        admin.directory,
+        admin,
+        backends,
         limits,
         offload,
-        client,
     )
 
 
@@ -305,23 +236,39 @@ def build_handlers(parts: Parts) -> Handlers:
     )
 
 
+async def load_keys(directory: KeyDirectory) -> None:
+    """Read the runtime keys before serving; without them every key-holder would get 401."""
+    await directory.tick()
+    if not directory.loaded:
+        log.error("runtime API keys could not be read yet; requests need a config key until then")
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
         for provider in parts.providers.values():
             await provider.start()
-        if parts.client is not None:
-            await warn_on_evicting_policy(parts.client, parts.settings.cache.timeout * 4)
-        flusher = asyncio.get_running_loop().create_task(parts.usage.run())
+        if parts.backends.redis is not None:
+            await warn_on_evicting_policy(parts.backends.redis, parts.settings.cache.timeout * 4)
+        await load_keys(parts.directory)
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(parts.usage.run()), loop.create_task(parts.directory.run())]
         yield
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        for task in tasks:
+            await stop_task(task)
         await parts.background.drain()
         await parts.usage.flush()
+        await parts.directory.tick()
         for provider in parts.providers.values():
             await provider.close()
         await parts.limiter.close()
         await parts.cache.close()
+        await parts.backends.close()
 
     return run
 
@@ -340,16 +287,19 @@ def metrics_seed(settings: Settings, catalog: Catalog, app: web.Application) -> 
     )
 
 
-def build_app(settings: Settings) -> web.Application:
-    parts = build_parts(settings)
+def build_app(settings: Settings, workers: int = 1) -> web.Application:
+    """``workers``: how many processes serve this port (their limits split without Redis)."""
+    parts = build_parts(settings, workers)
     admission = Admission(settings.server.max_concurrent_requests)
     app = web.Application(
         middlewares=[request_context(parts.metrics, admission)],
         client_max_size=settings.server.max_body_bytes,
     )
     app[BACKGROUND] = parts.background
+    app[KEY_DIRECTORY] = parts.directory
     app[SERVER_SETTINGS] = settings.server
     app.add_routes(build_handlers(parts).routes())
+    app.add_routes(KeyRoutes(parts.admin, settings.auth).routes())
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))
     return app

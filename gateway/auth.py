@@ -7,6 +7,7 @@ import hmac
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.settings import AuthSettings, KeySettings, LimitSettings, key_id
@@ -48,19 +49,35 @@ def principal_of(key: KeySettings) -> Principal:
     return Principal(key.name, key.team, frozenset(key.models), key.limits, key_id=key_id(key))
 
 
+class RuntimeKeys(Protocol):
+    """Keys made through the admin API (see gateway.apikeys.directory)."""
+
+    @property
+    def requires_auth(self) -> bool: ...
+
+    @property
+    def names(self) -> dict[str, str]: ...
+
+    def find(self, sha256: str) -> Principal | None: ...
+
+    def used(self, key_id: str) -> None: ...
+
+
 class KeyRing:
-    def __init__(self, settings: AuthSettings) -> None:
+    def __init__(self, settings: AuthSettings, runtime: RuntimeKeys | None = None) -> None:
         self._keys = [(bytes.fromhex(key.sha256), principal_of(key)) for key in settings.keys]
         self._internal = settings.internal_token.encode()
+        self._runtime = runtime
 
     @property
     def names(self) -> dict[str, str]:
-        """Key id -> display name, for reports."""
-        return {principal.key_id: principal.name for _, principal in self._keys}
+        """Key id -> display name, for reports (keys made at runtime too)."""
+        runtime = self._runtime.names if self._runtime is not None else {}
+        return runtime | {principal.key_id: principal.name for _, principal in self._keys}
 
     @property
     def enabled(self) -> bool:
-        return bool(self._keys)
+        return bool(self._keys) or (self._runtime is not None and self._runtime.requires_auth)
 
     def authenticate(self, presented: str | None) -> Principal:
         if presented and self._internal and hmac.compare_digest(presented.encode(), self._internal):
@@ -69,7 +86,12 @@ class KeyRing:
             return ANONYMOUS
         if not presented:
             raise AuthenticationFailed(MISSING_KEY)
-        principal = self._match(hashlib.sha256(presented.encode()).digest())
+        digest = hashlib.sha256(presented.encode()).digest()
+        principal = self._match(digest)
+        if principal is not None and self._runtime is not None:
+            self._runtime.used(principal.key_id)
+        elif self._runtime is not None:
+            principal = self._runtime.find(digest.hex())
         if principal is None:
             raise AuthenticationFailed(WRONG_KEY, code="invalid_api_key")
         return principal

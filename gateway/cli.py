@@ -11,23 +11,28 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from gateway import server
+from gateway.admin import cli as keys_cli
 from gateway.app import build_app
 from gateway.quota import per_worker
-from gateway.settings import Settings, SettingsError, hash_key, load
+from gateway.settings import Settings, SettingsError, backend, hash_key, load
 from gateway.workers import Supervisor
+
+
+def _config_option() -> dict[str, Any]:
+    return {
+        "default": os.environ.get("GATEWAY_CONFIG", "config.yaml"),
+        "help": "YAML configuration (default: $GATEWAY_CONFIG or ./config.yaml)",
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embedding-gateway")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument(
-        "--config",
-        default=os.environ.get("GATEWAY_CONFIG", "config.yaml"),
-        help="YAML configuration (default: $GATEWAY_CONFIG or ./config.yaml)",
-    )
+    serve.add_argument("--config", **_config_option())
     serve.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: server.port, 8080)")
     serve.add_argument(
@@ -42,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "hash-key", help="print the sha256 to put in auth.keys (a new key when none is given)"
     )
     hash_cmd.add_argument("key", nargs="?", help="an existing key (default: generate one)")
+    keys_cli.add_parser(commands, _config_option())
     return parser
 
 
@@ -113,17 +119,20 @@ def run_worker(
     settings = settings or _settings(config)
     if settings is None:
         raise SystemExit(2)
-    if workers > 1 and not settings.cache.redis_url:
+    if workers > 1 and backend(settings, "limiter") != "redis":
         logging.getLogger("gateway").info(
             "no Redis: each of %d workers enforces 1/%d of every rate limit", workers, workers
         )
         settings = per_worker(settings, workers)
     _install_uvloop()
-    server.run(build_app(settings), host, port, settings.server.shutdown_timeout)
+    server.run(build_app(settings, workers), host, port, settings.server.shutdown_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "keys":
+        settings = _settings(args.config)
+        return 2 if settings is None else keys_cli.keys_command(args, settings)
     return hash_key_command(args)

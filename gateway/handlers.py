@@ -33,7 +33,8 @@ from gateway.quota import TenantLimits
 from gateway.service import Caller, EmbeddingResult, EmbeddingService
 from gateway.settings import AuthSettings
 from gateway.store import StoreUnavailable
-from gateway.usage import UsageBuffer, report
+from gateway.usage.buffer import UsageBuffer
+from gateway.usage.report import report
 
 JSON = "application/json"
 OFF_LOOP_BYTES = 256 * 1024  # larger bodies are parsed on a thread

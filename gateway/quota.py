@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.auth import Principal
 from gateway.errors import RateLimited
 from gateway.ratelimit.bucket import BucketRequest, Decision, Limit, go_duration
-from gateway.settings import LimitSettings, RateLimitSettings, Settings
+from gateway.settings import LimitSettings, RateLimitSettings, Settings, backend
 
 if TYPE_CHECKING:  # the protocol only: this module stays free of redis
     from gateway.ratelimit import Limiter
@@ -76,19 +76,34 @@ def ip_buckets(ip: str, settings: RateLimitSettings) -> list[Bucket]:
     return _pair("ip", f"ip:{ip}", settings.per_ip, None)
 
 
-def request_buckets(principal: Principal, ip: str, settings: RateLimitSettings) -> list[Bucket]:
+class LimitPolicy:
+    """The rate-limit settings, resolved once: each distinct set of a key's own limits is merged
+    over the defaults the first time it is seen, not again on every request."""
+
+    def __init__(self, settings: RateLimitSettings) -> None:
+        self.settings = settings
+        self._resolved: dict[LimitSettings, LimitSettings] = {}
+
+    def of(self, principal: Principal) -> LimitSettings:
+        own = principal.limits
+        resolved = self._resolved.get(own)
+        if resolved is None:
+            resolved = self._resolved[own] = resolve(own, self.settings.per_key)
+        return resolved
+
+
+def request_buckets(principal: Principal, ip: str, policy: LimitPolicy) -> list[Bucket]:
     """What a request pays from its headers alone: one request per IP and per key."""
-    own = resolve(principal.limits, settings.per_key)
-    return ip_buckets(ip, settings) + _pair("key", f"key:{principal.key_id}", own, None)
+    own = policy.of(principal)
+    return ip_buckets(ip, policy.settings) + _pair("key", f"key:{principal.key_id}", own, None)
 
 
 def token_buckets(
-    principal: Principal, model: str, tokens: int, settings: RateLimitSettings
+    principal: Principal, model: str, tokens: int, policy: LimitPolicy
 ) -> list[Bucket]:
     """What a request pays once its exact token count is known."""
-    own = resolve(principal.limits, settings.per_key)
-    buckets = _pair("key", f"key:{principal.key_id}", own, tokens)
-    model_limits = settings.per_model.get(model)
+    buckets = _pair("key", f"key:{principal.key_id}", policy.of(principal), tokens)
+    model_limits = policy.settings.per_model.get(model)
     if model_limits is not None:
         buckets += _pair("model", f"model:{model}", model_limits, tokens)
     return buckets
@@ -165,25 +180,25 @@ class TenantLimits:
         on_reject: Callable[[str, str], None] = _ignore,
     ) -> None:
         self._limiter = limiter
-        self._settings = settings
+        self._policy = LimitPolicy(settings)
         self._on_reject = on_reject  # (scope, key name): the rate-limited metric
 
     async def admit_anyone(self, ip: str) -> None:
         """Charge a request whose caller is not known (it failed authentication) to its IP."""
-        await self._charge(ip_buckets(ip, self._settings), "", "anonymous")
+        await self._charge(ip_buckets(ip, self._policy.settings), "", "anonymous")
 
     async def admit_request(self, principal: Principal, ip: str) -> Quota:
         """Charge one request to the IP's and the key's buckets, from the headers alone."""
         if principal.internal:
             return Quota()
-        buckets = request_buckets(principal, ip, self._settings)
+        buckets = request_buckets(principal, ip, self._policy)
         return await self._charge(buckets, "", principal.name)
 
     async def admit_tokens(self, principal: Principal, model: str, tokens: int) -> Quota:
         """Charge the exact tokens (and the model's buckets), or raise a 429 charging none."""
         if principal.internal:
             return Quota()
-        buckets = token_buckets(principal, model, tokens, self._settings)
+        buckets = token_buckets(principal, model, tokens, self._policy)
         return await self._charge(buckets, model, principal.name)
 
     async def _charge(self, buckets: Sequence[Bucket], model: str, name: str) -> Quota:
@@ -205,7 +220,8 @@ def _share(value: float | None, workers: int, floor: float = 0.0) -> float | Non
     return max(value / workers, floor)
 
 
-def _divided(spec: LimitSettings, workers: int) -> LimitSettings:
+def divided(spec: LimitSettings, workers: int) -> LimitSettings:
+    """One worker's share of a key's limits."""
     return LimitSettings(
         requests_per_second=_share(spec.requests_per_second, workers),
         requests_burst=_share(spec.requests_burst, workers, floor=1.0),  # one request must fit
@@ -217,16 +233,16 @@ def _divided(spec: LimitSettings, workers: int) -> LimitSettings:
 def per_worker(settings: Settings, workers: int) -> Settings:
     """Without a shared Redis every worker keeps its own buckets: each gets rate/N and burst/N,
     so N workers together hold one limit (for a client whose requests spread over them)."""
-    if workers <= 1 or settings.cache.redis_url:
+    if workers <= 1 or backend(settings, "limiter") == "redis":
         return settings
     limits = settings.limits
-    divided = RateLimitSettings(
-        per_ip=_divided(limits.per_ip, workers),
-        per_key=_divided(limits.per_key, workers),
-        per_model={m: _divided(spec, workers) for m, spec in limits.per_model.items()},
+    shares = RateLimitSettings(
+        per_ip=divided(limits.per_ip, workers),
+        per_key=divided(limits.per_key, workers),
+        per_model={m: divided(spec, workers) for m, spec in limits.per_model.items()},
     )
     keys = tuple(
-        dataclasses.replace(key, limits=_divided(key.limits, workers)) for key in settings.auth.keys
+        dataclasses.replace(key, limits=divided(key.limits, workers)) for key in settings.auth.keys
     )
     auth = dataclasses.replace(settings.auth, keys=keys)
-    return dataclasses.replace(settings, limits=divided, auth=auth)
+    return dataclasses.replace(settings, limits=shares, auth=auth)

@@ -191,6 +191,37 @@ class MetricsSettings:
     require_internal_token: bool = False  # GET /metrics answers only with the internal token
 
 
+Backend = Literal["memory", "sqlite", "redis"]
+EMBEDDED: dict[str, Backend] = {
+    "cache": "memory",
+    "limiter": "memory",
+    "usage": "sqlite",
+    "keys": "sqlite",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where each store keeps its state. ``auto``: Redis (or Redis Cluster, by the URL) when
+    cache.redis_url is set, else the embedded default (memory, or SQLite for usage and keys)."""
+
+    data_dir: str = ".gateway"  # the SQLite file lives here
+    cache: Literal["auto", "memory", "redis"] = "auto"
+    limiter: Literal["auto", "memory", "redis"] = "auto"
+    usage: Literal["auto", "memory", "sqlite", "redis"] = "auto"
+    keys: Literal["auto", "memory", "sqlite", "redis"] = "auto"
+    # How often each instance checks for key changes made elsewhere (a revoke lands within it).
+    keys_refresh_seconds: float = field(default=0.5, metadata=POSITIVE)
+
+
+def backend(settings: Settings, store: str) -> Backend:
+    """The backend a store runs on, with ``auto`` resolved."""
+    chosen: str = getattr(settings.stores, store)
+    if chosen != "auto":
+        return chosen  # type: ignore[return-value]
+    return "redis" if settings.cache.redis_url else EMBEDDED[store]
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = ServerSettings()
@@ -200,6 +231,7 @@ class Settings:
     auth: AuthSettings = AuthSettings()
     limits: RateLimitSettings = RateLimitSettings()
     metrics: MetricsSettings = MetricsSettings()
+    stores: StoreSettings = StoreSettings()
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
     models: dict[str, ModelSettings] = field(default_factory=dict)
 
@@ -294,6 +326,11 @@ def expand_env(value: Any, environ: Mapping[str, str]) -> Any:
     return value
 
 
+def parse_as(cls: type[T], data: Any, path: str) -> T:
+    """Parse plain data into any typed dataclass the way settings are (untrusted input too)."""
+    return _parse_dataclass(cls, data, path)
+
+
 def _parse_dataclass(cls: type[T], data: Any, path: str) -> T:
     if not isinstance(data, Mapping):
         raise SettingsError(f"{path or 'settings'}: must be a mapping")
@@ -358,13 +395,21 @@ _SCALAR_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "t
 def _scalar(hint: type, raw: Any, path: str) -> Any:
     # Values that came through ${ENV} expansion arrive as text; accept them when they parse.
     if isinstance(raw, str) and hint is not str:
-        raw = yaml.safe_load(raw) if raw else raw
+        raw = _text_value(raw)
     ok = isinstance(raw, hint) and not (hint is not bool and isinstance(raw, bool))
     if hint is float and isinstance(raw, int) and not isinstance(raw, bool):
         return float(raw)
     if not ok:
         raise SettingsError(f"{path}: must be {_SCALAR_NAMES.get(hint, hint.__name__)}")
     return raw
+
+
+def _text_value(raw: str) -> Any:
+    """What a text means as YAML; text that is no YAML at all stays text (and fails the type)."""
+    try:
+        return yaml.safe_load(raw) if raw else raw
+    except yaml.YAMLError:
+        return raw
 
 
 def _is_required(spec: dataclasses.Field[Any]) -> bool:
@@ -377,9 +422,16 @@ def _join(path: str, key: str) -> str:
 
 def _check_references(settings: Settings) -> None:
     _check_providers(settings)
+    _check_stores(settings)
     _check_deployments(settings)
     keys = settings.auth.keys
     check_unique_keys(keys, [f"auth.keys[{i}]" for i in range(len(keys))])
+
+
+def _check_stores(settings: Settings) -> None:
+    for store in EMBEDDED:
+        if backend(settings, store) == "redis" and not settings.cache.redis_url:
+            raise SettingsError(f"stores.{store}: redis needs cache.redis_url (or REDIS_URL)")
 
 
 def _check_providers(settings: Settings) -> None:

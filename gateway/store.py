@@ -23,6 +23,10 @@ T = TypeVar("T")
 log = logging.getLogger("gateway.store")
 
 
+# A `timeout` for operations that bound themselves (a socket timeout, the fast reader's own).
+SELF_BOUNDED = 0.0
+
+
 class StoreUnavailable(Exception):
     """The store did not answer: down, stalled, refusing writes, or skipped by an open breaker."""
 
@@ -99,8 +103,7 @@ class StoreGuard:
             self.skipped += 1
             raise StoreUnavailable(f"{self.name}: skipped while its breaker is open")
         try:
-            async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                result = await operation()
+            result = await self._bounded(operation, self.timeout if timeout is None else timeout)
         except self._failures as exc:
             self._record_failure(exc)
             self.errors.failed(exc)
@@ -108,9 +111,17 @@ class StoreGuard:
         self.breaker.record_success()
         return result
 
+    @staticmethod
+    async def _bounded(operation: Callable[[], Awaitable[T]], timeout: float) -> T:
+        if timeout == SELF_BOUNDED:  # no timer to arm: it costs more than a cache read's parsing
+            return await operation()
+        async with asyncio.timeout(timeout):
+            return await operation()
+
     def _record_failure(self, exc: BaseException) -> None:
         # A timeout opens the breaker at once: every request behind it would wait as long.
-        if isinstance(exc, TimeoutError):
+        # (An adapter's own timeout arrives as StoreUnavailable caused by a TimeoutError.)
+        if isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError):
             self.breaker.trip()
         else:
             self.breaker.record_failure()

@@ -18,6 +18,12 @@ PURE = [
     "gateway.ratelimit.bucket",
     "gateway.upstream.retry",
     "gateway.breaker",
+    "gateway.usage",
+    "gateway.usage.report",
+    "gateway.apikeys",
+    "gateway.apikeys.requests",
+    "gateway.apikeys.views",
+    "gateway.apikeys.admin",
 ]
 
 

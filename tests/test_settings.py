@@ -74,3 +74,8 @@ def test_numbers_from_the_environment_are_parsed() -> None:
 def test_an_unreadable_file_is_a_settings_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read"):
         load(tmp_path / "missing.yaml")
+
+
+def test_text_that_is_no_yaml_is_a_settings_error_not_a_crash() -> None:
+    with pytest.raises(SettingsError, match=r"server\.port: must be an integer"):
+        parse({"server": {"port": "\x18\\"}})

@@ -14,13 +14,14 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 
-from gateway.breaker import CircuitBreaker
-from gateway.cache.breaker import BreakerCache
 from gateway.cache.redis import RedisCache
+from gateway.guarded import GuardedCache
 from gateway.redis_checks import policy_warning, warn_on_evicting_policy
 from gateway.settings import hash_key
 from gateway.store import ErrorLog, StoreGuard, StoreUnavailable
-from gateway.usage import RedisUsage, UsageBuffer, UsageRecord
+from gateway.usage import Counts, Row, UsageRecord
+from gateway.usage.buffer import UsageBuffer
+from gateway.usage.redis import RedisUsage
 from tests.support.background import BackgroundLoop
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
@@ -167,13 +168,15 @@ async def test_refused_writes_log_once_and_open_only_the_write_breaker(
 ) -> None:
     client = redis.asyncio.from_url(full_redis.url)
     await fill(client)
-    writes = CircuitBreaker(failure_threshold=3, cooldown=30)
-    cache = BreakerCache(RedisCache(client, ttl_seconds=60, timeout=0.5), writes=writes)
+    cache_log = logging.getLogger("gateway.cache")
+    reads = StoreGuard("cache reads", timeout=0.5, logger=cache_log)
+    writes = StoreGuard("cache writes", timeout=0.5, cooldown=30, logger=cache_log)
+    cache = GuardedCache(RedisCache(client, ttl_seconds=60, timeout=0.5), reads, writes)
     with caplog.at_level(logging.WARNING, logger="gateway.cache"):
         for n in range(20):
             await cache.set_many([(f"k{n}".encode(), b"v")])
     assert len([r for r in caplog.records if r.name == "gateway.cache"]) == 1
-    assert writes.state == "open"
+    assert (writes.state, reads.state) == ("open", "closed")
     assert await cache.get_many([b"filler:0"]) == [b"x" * 100_000]  # reads still go through
     await client.aclose()
 
@@ -182,13 +185,13 @@ async def test_usage_counters_survive_eviction_pressure() -> None:
     args = ("--maxmemory", "8mb", "--maxmemory-policy", "volatile-lru")
     with RedisServer(extra_args=args) as server:
         client = redis.asyncio.from_url(server.url)
-        usage = RedisUsage(client, "gw", timeout=1)
-        row = {"requests": 1, "inputs": 1, "cached_inputs": 0, "tokens": 5, "billed_tokens": 5}
-        assert await usage.add({("tenant", "team", "m"): row})
+        usage = RedisUsage(client, "gw")
+        row, counts = Row("tenant", "team", "m"), Counts(1, 1, 0, 5, 5)
+        await usage.add({row: counts})
         cache = RedisCache(client, ttl_seconds=3600, timeout=1)
         for n in range(60):  # 30 MB of vectors through an 8 MB Redis
             await cache.set_many([(f"gw:v:{n}:{i}".encode(), b"x" * 50_000) for i in range(10)])
-        assert (await usage.table())[("tenant", "team", "m")] == row
+        assert (await usage.table())[row] == counts
         assert await client.dbsize() < 200  # vectors were evicted
         await client.aclose()
 
@@ -216,8 +219,8 @@ async def test_usage_refused_by_a_full_redis_still_counts_in_the_report(
 ) -> None:
     client = redis.asyncio.from_url(full_redis.url)
     await fill(client)
-    buffer = UsageBuffer(RedisUsage(client, "gw", timeout=0.5))
-    row = {"requests": 1, "inputs": 2, "cached_inputs": 0, "tokens": 9, "billed_tokens": 9}
-    buffer.add(UsageRecord("tenant", "team", "m", row))
-    assert (await buffer.table())[("tenant", "team", "m")] == row  # pending, not lost
+    buffer = UsageBuffer(RedisUsage(client, "gw"))
+    row, counts = Row("tenant", "team", "m"), Counts(1, 2, 0, 9, 9)
+    buffer.add(UsageRecord(row, counts))
+    assert (await buffer.table())[row] == counts  # pending, not lost
     await client.aclose()

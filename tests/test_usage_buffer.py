@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from gateway.usage import FIELDS, MemoryUsage, Table, UsageBuffer, UsageRecord
+from gateway.store import StoreUnavailable
+from gateway.usage import Counts, Row, Table, UsageRecord
+from gateway.usage.buffer import UsageBuffer
+from gateway.usage.memory import MemoryUsage
 
-COUNTS = dict.fromkeys(FIELDS, 1)
+ROW = Row("k", "t", "m")
+ONE = UsageRecord(ROW, Counts(1, 1, 1, 1, 1))
 
 
 class FlakyStore(MemoryUsage):
@@ -10,32 +14,40 @@ class FlakyStore(MemoryUsage):
         super().__init__()
         self.fail = True
 
-    async def add(self, delta: Table) -> bool:
-        return False if self.fail else await super().add(delta)
+    async def add(self, delta: Table) -> None:
+        if self.fail:
+            raise StoreUnavailable("down")
+        await super().add(delta)
 
 
 async def test_records_are_summed_in_memory_until_a_flush() -> None:
     store = MemoryUsage()
     buffer = UsageBuffer(store)
-    buffer.add(UsageRecord("k", "t", "m", COUNTS))
-    buffer.add(UsageRecord("k", "t", "m", COUNTS))
+    buffer.add(ONE)
+    buffer.add(ONE)
     assert await store.table() == {}
     await buffer.flush()
-    assert (await store.table())[("k", "t", "m")]["requests"] == 2
+    assert (await store.table())[ROW].requests == 2
 
 
 async def test_reading_the_table_flushes_first() -> None:
     buffer = UsageBuffer(MemoryUsage())
-    buffer.add(UsageRecord("k", "t", "m", COUNTS))
-    assert (await buffer.table())[("k", "t", "m")]["tokens"] == 1
+    buffer.add(ONE)
+    assert (await buffer.table())[ROW].tokens == 1
 
 
 async def test_a_failed_write_is_kept_for_the_next_one() -> None:
     store = FlakyStore()
     buffer = UsageBuffer(store)
-    buffer.add(UsageRecord("k", "t", "m", COUNTS))
+    buffer.add(ONE)
     await buffer.flush()
     store.fail = False
-    buffer.add(UsageRecord("k", "t", "m", COUNTS))
+    buffer.add(ONE)
     await buffer.flush()
-    assert (await store.table())[("k", "t", "m")]["requests"] == 2
+    assert (await store.table())[ROW].requests == 2
+
+
+async def test_the_table_counts_what_could_not_be_written_yet() -> None:
+    buffer = UsageBuffer(FlakyStore())
+    buffer.add(ONE)
+    assert (await buffer.table())[ROW].requests == 1

@@ -151,3 +151,35 @@ def test_across_two_workers_metrics_usage_and_headers_agree(
         assert metric_sum(port, "gateway_cost_saved_usd_total") == pytest.approx(saved)
     finally:
         assert stop(gateway) == 0
+
+
+def test_two_workers_on_sqlite_agree_on_keys_and_usage(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    port = free_port()
+    admin = {"Authorization": "Bearer admin-token"}
+    overrides = {"auth": {"internal_token": "admin-token"}}
+    config = write_config(tmp_path / "c.yaml", upstream.base_url, "", overrides)
+    gateway = start_gateway(config, port, 2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/v1", timeout=10) as client:
+            keys = "/organization/api_keys"
+            key = client.post(keys, json={"name": "alice"}, headers=admin).json()
+            time.sleep(1.0)  # each worker polls the key version twice a second
+            fresh = {"Connection": "close", "Authorization": f"Bearer {key['value']}"}
+            body = {"model": SMALL, "input": "hi"}
+            statuses = {client.post("/embeddings", json=body, headers=fresh).status_code}
+            for _ in range(19):  # new connections spread over both workers
+                statuses.add(client.post("/embeddings", json=body, headers=fresh).status_code)
+            assert statuses == {200}
+            time.sleep(1.5)  # usage is written once a second
+            usage = client.get("/usage", headers=admin | {"Connection": "close"}).json()
+            assert usage["keys"][0]["models"][0]["requests"] == 20
+            client.delete(f"{keys}/{key['id']}", headers=admin)
+            time.sleep(1.0)
+            refused = {client.post("/embeddings", json=body, headers=fresh).status_code}
+            for _ in range(9):
+                refused.add(client.post("/embeddings", json=body, headers=fresh).status_code)
+            assert refused == {401}
+    finally:
+        assert stop(gateway) == 0

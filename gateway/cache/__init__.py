@@ -1,5 +1,6 @@
-"""Vector cache backends. Both answer a batch in one round trip and never raise to callers:
-a read error is a miss, a write error is logged and counted."""
+"""Vector cache backends. Each answers a batch in one round trip; a backend that cannot answer
+raises `StoreUnavailable`, and `gateway.guarded.GuardedCache` turns that into misses (reads)
+and skipped writes."""
 
 from __future__ import annotations
 
@@ -9,9 +10,6 @@ from typing import Protocol
 
 class Cache(Protocol):
     name: str
-
-    @property
-    def errors(self) -> int: ...
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
 

@@ -1,4 +1,4 @@
-"""A Cache decorator that times every operation and counts failures as metrics."""
+"""A Cache decorator that times every operation (failures are counted by the guard)."""
 
 from __future__ import annotations
 
@@ -15,25 +15,16 @@ class InstrumentedCache:
         self._metrics = metrics
         self.name = inner.name
 
-    @property
-    def errors(self) -> int:
-        return self._inner.errors
-
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        errors, started = self._inner.errors, time.perf_counter()
+        started = time.perf_counter()
         values = await self._inner.get_many(keys)
-        self._observe("read", started, errors)
+        self._metrics.cache_duration("read", time.perf_counter() - started)
         return values
 
     async def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
-        errors, started = self._inner.errors, time.perf_counter()
+        started = time.perf_counter()
         await self._inner.set_many(items)
-        self._observe("write", started, errors)
-
-    def _observe(self, op: str, started: float, errors_before: int) -> None:
-        self._metrics.cache_duration(op, time.perf_counter() - started)
-        if self._inner.errors > errors_before:
-            self._metrics.cache_error(op)
+        self._metrics.cache_duration("write", time.perf_counter() - started)
 
     async def ping(self) -> bool:
         return await self._inner.ping()

@@ -17,7 +17,6 @@ class MemoryCache:
         self._max_entries = max_entries
         self._ttl = ttl_seconds
         self._clock = clock
-        self.errors = 0
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         now = self._clock()

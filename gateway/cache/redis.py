@@ -1,9 +1,9 @@
-"""Redis cache: one MGET per batch read, one non-transactional pipeline per batch write."""
+"""Redis cache: one MGET per batch read, one non-transactional pipeline per batch write. Any
+failure raises `StoreUnavailable`; the guard around it owns timeouts and the breaker."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -12,9 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from gateway.cache.fastread import FastReader
-from gateway.store import ErrorLog
-
-log = logging.getLogger("gateway.cache")
+from gateway.store import StoreUnavailable
 
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -41,29 +39,23 @@ class RedisCache:
         else:
             self._mget = client.mget
         self._ttl = ttl_seconds
-        self._timeout = timeout
-        self.errors = 0
-        self._logs = {op: ErrorLog(f"cache {op}", logger=log) for op in ("read", "write")}
+        self._timeout = timeout  # for ping; FastReader bounds its own reads
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        try:  # a timeout of cache.timeout bounds this call (the reader's or the socket's)
+        try:
             values: list[bytes | None] = await self._mget(keys)
             return values
         except _FAILURES as exc:
-            self._failed("read", exc)
-            return [None] * len(keys)
+            raise StoreUnavailable(f"redis read: {type(exc).__name__}") from exc
 
     async def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
-        if not items:
-            return
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in items:
+            pipe.set(key, value, ex=self._ttl)
         try:
-            async with asyncio.timeout(self._timeout * 4):
-                pipe = self._client.pipeline(transaction=False)
-                for key, value in items:
-                    pipe.set(key, value, ex=self._ttl)
-                await pipe.execute()
+            await pipe.execute()
         except _FAILURES as exc:
-            self._failed("write", exc)
+            raise StoreUnavailable(f"redis write: {type(exc).__name__}") from exc
 
     async def ping(self) -> bool:
         try:
@@ -76,7 +68,3 @@ class RedisCache:
         if self._reader is not None:
             self._reader.close()
         await self._client.aclose()
-
-    def _failed(self, op: str, exc: BaseException) -> None:
-        self.errors += 1
-        self._logs[op].failed(exc)

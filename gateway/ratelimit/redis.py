@@ -1,16 +1,14 @@
-"""Token buckets shared by every instance through one Redis, with a per-instance fallback.
+"""Token buckets shared by every instance through one Redis.
 
 All buckets of one request are checked and charged by a single EVALSHA of
-`token_bucket.lua`, under the store guard shared by every part that uses this Redis. When Redis
-errors or is slow, or the guard's breaker is open, the limiter fails open to its own in-memory
-buckets: limits then hold per instance instead of globally, and requests flow.
+`token_bucket.lua`. A failure raises `StoreUnavailable`; `gateway.guarded.GuardedLimiter` then
+fails open to per-instance buckets: limits hold per instance instead of globally, and
+requests flow.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -20,14 +18,10 @@ import redis.asyncio.cluster
 from redis.exceptions import RedisError
 
 from gateway.ratelimit.bucket import BucketRequest, Decision
-from gateway.ratelimit.memory import MemoryLimiter
-from gateway.store import StoreGuard
-
-logger = logging.getLogger("gateway.ratelimit")
+from gateway.store import StoreUnavailable
 
 SCRIPT_NAME = "token_bucket.lua"
 MIN_TTL_MS = 1000
-WARN_EVERY = 10.0  # seconds between two "falling back" warnings (each with a count)
 
 
 def load_script() -> str:
@@ -71,48 +65,21 @@ class RedisLimiter:
         *,
         prefix: str = "gw:rl:",
         clock: Callable[[], float] | None = None,
-        fallback: MemoryLimiter | None = None,
-        timeout: float = 0.05,
-        guard: StoreGuard | None = None,
     ) -> None:
         self._script = client.register_script(load_script())
         self._prefix = prefix
         self._clock = clock
-        self._fallback = fallback if fallback is not None else MemoryLimiter()
-        self._guard = guard or limiter_guard(timeout, clock)
-        self.fallbacks = 0
 
     async def acquire(self, requests: Sequence[BucketRequest]) -> list[Decision]:
         if not requests:
             return []
         now_ms = None if self._clock is None else round(self._clock() * 1000)
         keys = [self._prefix + r.key for r in requests]
-        args = script_args(requests, now_ms)
-        return await self._guard.call_or(
-            lambda: self._ask_redis(requests, keys, args), lambda: self._fall_back(requests)
-        )
+        try:
+            reply = await self._script(keys=keys, args=script_args(requests, now_ms))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        return parse_reply(requests, reply)
 
     async def close(self) -> None:
         """Closes nothing it was given: the client belongs to whoever created it."""
-        await self._fallback.close()
-
-    async def _ask_redis(
-        self, requests: Sequence[BucketRequest], keys: list[str], args: list[str | float]
-    ) -> list[Decision]:
-        return parse_reply(requests, await self._script(keys=keys, args=args))
-
-    async def _fall_back(self, requests: Sequence[BucketRequest]) -> list[Decision]:
-        self.fallbacks += 1
-        return await self._fallback.acquire(requests)
-
-
-def limiter_guard(timeout: float, clock: Callable[[], float] | None) -> StoreGuard:
-    """A guard of the limiter's own, for when it is not given the one shared with other parts."""
-    return StoreGuard(
-        "rate limiter (Redis; using per-instance buckets meanwhile)",
-        timeout=timeout,
-        failures=(RedisError, OSError),
-        log_interval=WARN_EVERY,
-        logger=logger,
-        clock=clock or time.monotonic,
-    )

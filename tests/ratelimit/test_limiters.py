@@ -12,6 +12,7 @@ import redis.asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.guarded import GuardedLimiter
 from gateway.ratelimit import (
     BucketRequest,
     BucketState,
@@ -23,6 +24,7 @@ from gateway.ratelimit import (
 from gateway.ratelimit.bucket import ceil_ms
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter, load_script, parse_reply, script_args
+from gateway.store import StoreGuard
 from tests.ratelimit.conftest import make_client
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer, free_port
@@ -32,6 +34,23 @@ MS = 1e-3  # Redis reports durations in whole milliseconds, rounded up
 
 def req(key: str, limit: Limit, cost: float = 1) -> BucketRequest:
     return BucketRequest(key, limit, cost)
+
+
+def guarded(
+    client: redis.asyncio.Redis,
+    clock: FakeClock,
+    timeout: float = 1.0,
+    fallback: MemoryLimiter | None = None,
+) -> GuardedLimiter:
+    """A Redis limiter behind the store guard, falling back to per-instance buckets."""
+    guard = StoreGuard(
+        "rate limiter",
+        timeout=timeout,
+        failures=(redis.RedisError, OSError),
+        logger=logging.getLogger("gateway.ratelimit"),
+        clock=clock,
+    )
+    return GuardedLimiter(RedisLimiter(client, clock=clock), guard, fallback or MemoryLimiter())
 
 
 async def take(limiter: Limiter, *requests: BucketRequest) -> Decision:
@@ -174,27 +193,25 @@ async def test_two_redis_limiters_on_one_redis_share_a_limit(
     redis_client: redis.asyncio.Redis, redis_server: RedisServer
 ) -> None:
     other = make_client(redis_server.url)
-    first, second = RedisLimiter(redis_client, timeout=1.0), RedisLimiter(other, timeout=1.0)
+    first, second = RedisLimiter(redis_client), RedisLimiter(other)
     limit = Limit.per_minute(3)
     outcomes = [(await take(lim, req("team", limit))).allowed for lim in [first, second] * 2]
     await other.aclose()
     assert outcomes == [True, True, True, False]
-    assert first.fallbacks == second.fallbacks == 0
 
 
 async def test_without_an_injected_clock_redis_keeps_time(
     redis_client: redis.asyncio.Redis,
 ) -> None:
-    limiter, limit = RedisLimiter(redis_client, timeout=1.0), Limit.per_minute(2)
+    limiter, limit = RedisLimiter(redis_client), Limit.per_minute(2)
     outcomes = [(await take(limiter, req("ip", limit))).allowed for _ in range(3)]
     assert outcomes == [True, True, False]
-    assert limiter.fallbacks == 0
 
 
 async def test_idle_buckets_expire_once_they_would_be_full(
     redis_client: redis.asyncio.Redis, clock: FakeClock
 ) -> None:
-    limiter = RedisLimiter(redis_client, prefix="t:", clock=clock, timeout=1.0)
+    limiter = RedisLimiter(redis_client, prefix="t:", clock=clock)
     await take(limiter, req("slow", Limit(rate=2, burst=10)))
     await take(limiter, req("fast", Limit(rate=1000, burst=1)))
     assert 4000 < await redis_client.pttl("t:slow") <= 5000
@@ -206,7 +223,7 @@ async def test_a_dead_redis_falls_back_to_memory_until_it_returns(
 ) -> None:
     client = make_client(own_redis.url)
     fallback = MemoryLimiter(clock=clock)
-    limiter = RedisLimiter(client, clock=clock, fallback=fallback, timeout=1.0)
+    limiter = guarded(client, clock, fallback=fallback)
     limit = Limit(rate=1, burst=2)
     assert (await take(limiter, req("ip", limit))).allowed
     own_redis.kill()
@@ -214,7 +231,7 @@ async def test_a_dead_redis_falls_back_to_memory_until_it_returns(
     assert outcomes == [True, True, False]  # the fallback's own bucket, not Redis's
     assert limiter.fallbacks == 3
     own_redis.restart()
-    clock.advance(2.0)  # the breaker's cooldown: the next call is the probe
+    clock.advance(2.0)  # the guard's breaker cools down, then lets a probe through
     assert (await take(limiter, req("ip", limit))).remaining == 1  # a fresh, empty Redis
     assert limiter.fallbacks == 3
     assert await client.exists("gw:rl:ip") == 1
@@ -226,7 +243,7 @@ async def test_a_redis_that_never_answers_counts_as_down(clock: FakeClock) -> No
     silent = await asyncio.start_server(lambda _, w: writers.append(w), "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     client = make_client(f"redis://127.0.0.1:{port}/0")
-    limiter = RedisLimiter(client, clock=clock, timeout=0.02)
+    limiter = guarded(client, clock, timeout=0.02)
     assert (await take(limiter, req("ip", Limit(rate=1, burst=1)))).allowed
     assert limiter.fallbacks == 1
     await client.aclose()
@@ -240,7 +257,7 @@ async def test_the_fallback_warning_is_logged_at_most_every_ten_seconds(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = make_client(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
-    limiter, limit = RedisLimiter(client, clock=clock), Limit(rate=100, burst=100)
+    limiter, limit = guarded(client, clock), Limit(rate=100, burst=100)
     with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
         for step in [0, 1, 8, 2, 1]:  # warns at 0 and 11
             clock.advance(step)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,8 @@ class Stack:
         self, loop: BackgroundLoop, redis_url: str, overrides: dict[str, Any] | None = None
     ) -> None:
         self.loop = loop
+        self.data_dir = tempfile.mkdtemp(prefix="gateway-data-")  # the SQLite file, per stack
+        overrides = merge({"stores": {"data_dir": self.data_dir}}, overrides or {})
         probe = shipped_settings("http://unused", redis_url, overrides)
         self.upstream = FakeUpstream({name: m.dimensions for name, m in probe.models.items()})
         upstream_url = loop.run(self.upstream.start())
@@ -76,6 +80,7 @@ class Stack:
     def close(self) -> None:
         self.loop.stop_app(self.port)
         self.loop.run(self.upstream.stop())
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def write_config(
@@ -87,5 +92,6 @@ def write_config(
         raw["providers"][provider]["base_url"] = upstream_url
         raw["providers"][provider]["api_key"] = f"sk-upstream-{provider}-secret"
     raw["cache"]["redis_url"] = redis_url
+    raw["stores"]["data_dir"] = str(path.parent / "data")
     path.write_text(yaml.safe_dump(merge(raw, overrides or {})))
     return path

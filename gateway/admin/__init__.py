@@ -1,0 +1,1 @@
+"""The /v1/organization/... admin API (internal token only, every call audit-logged)."""

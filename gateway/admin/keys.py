@@ -1,0 +1,126 @@
+"""HTTP handlers of /v1/organization/api_keys: internal token → parse → KeyAdmin → JSON."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.admin.audit import audit
+from gateway.apikeys import views
+from gateway.apikeys.admin import KeyAdmin
+from gateway.apikeys.requests import parse_changes, parse_grace, parse_page
+from gateway.auth import client_ip, forwarded_for, parse_networks, presented_key
+from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, ServiceUnavailable
+from gateway.middleware import REQUEST_ID
+from gateway.settings import AuthSettings
+from gateway.store import StoreUnavailable
+
+PATH = "/v1/organization/api_keys"
+NEEDS_TOKEN = "The organization API needs the internal (admin) token."
+TURNED_OFF = "The organization API is off: set auth.internal_token (GATEWAY_INTERNAL_TOKEN)."
+
+Outcome = tuple[int, dict[str, Any], str | None]  # status, body, the key id acted on
+Work = Callable[[web.Request], Awaitable[Outcome]]
+
+
+async def _json(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+
+
+class KeyRoutes:
+    def __init__(self, admin: KeyAdmin, auth: AuthSettings) -> None:
+        self._admin = admin
+        self._token = auth.internal_token.encode()
+        self._trusted = parse_networks(auth.trusted_proxies)
+
+    def _require_internal(self, request: web.Request) -> None:
+        if not self._token:
+            raise AuthenticationFailed(TURNED_OFF)
+        presented = presented_key(
+            request.headers.get("Authorization"), request.headers.get("x-api-key")
+        )
+        if not hmac.compare_digest((presented or "").encode(), self._token):
+            raise AuthenticationFailed(NEEDS_TOKEN, code="invalid_api_key")
+
+    def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            status, key_id, who = 500, request.match_info.get("key_id"), "refused"
+            try:
+                self._require_internal(request)
+                who = "internal token"
+                status, body, key_id = await work(request)
+                return web.json_response(body, status=status)
+            except GatewayError as exc:
+                status = exc.status
+                raise
+            except StoreUnavailable:
+                status = 503
+                raise ServiceUnavailable(
+                    "The key store is unavailable; please retry shortly.",
+                    headers={"retry-after": "1"},
+                ) from None
+            finally:
+                actor = {
+                    "credential": who,
+                    "ip": self._ip(request),
+                    "request_id": request[REQUEST_ID],
+                }
+                audit(action, actor, key_id, status)
+
+        return handle
+
+    def _ip(self, request: web.Request) -> str:
+        lines = request.headers.getall("X-Forwarded-For", [])
+        return client_ip(request.remote, forwarded_for(lines), self._trusted)
+
+    async def _create(self, request: web.Request) -> Outcome:
+        changes = parse_changes(await _json(request), self._admin.model_names, create=True)
+        key, secret = await self._admin.create(changes)
+        return 201, views.key_object(key, None, value=secret), key.id
+
+    async def _list(self, request: web.Request) -> Outcome:
+        after, limit = parse_page(request.query)
+        keys, used = await self._admin.list(), await self._admin.last_used()
+        return 200, views.page(keys, used, after, limit), None
+
+    async def _get(self, request: web.Request) -> Outcome:
+        key = await self._admin.get(request.match_info["key_id"])
+        used = await self._admin.last_used()
+        return 200, views.key_object(key, used.get(key.id)), key.id
+
+    async def _update(self, request: web.Request) -> Outcome:
+        changes = parse_changes(await _json(request), self._admin.model_names, create=False)
+        key = await self._admin.update(request.match_info["key_id"], changes)
+        used = await self._admin.last_used()
+        return 200, views.key_object(key, used.get(key.id)), key.id
+
+    async def _rotate(self, request: web.Request) -> Outcome:
+        grace = parse_grace(await _json(request))
+        key, secret = await self._admin.rotate(request.match_info["key_id"], grace)
+        used = await self._admin.last_used()
+        return 200, views.key_object(key, used.get(key.id), value=secret), key.id
+
+    async def _revoke(self, request: web.Request) -> Outcome:
+        key = await self._admin.revoke(request.match_info["key_id"])
+        return 200, views.deleted_object(key), key.id
+
+    def routes(self) -> list[web.RouteDef]:
+        one = PATH + "/{key_id}"
+        return [
+            web.post(PATH, self._audited("api_key.create", self._create)),
+            web.get(PATH, self._audited("api_key.list", self._list)),
+            web.get(one, self._audited("api_key.get", self._get)),
+            web.post(one, self._audited("api_key.update", self._update)),
+            web.post(one + "/rotate", self._audited("api_key.rotate", self._rotate)),
+            web.delete(one, self._audited("api_key.revoke", self._revoke)),
+        ]
