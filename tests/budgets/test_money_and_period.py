@@ -20,7 +20,8 @@ from gateway.budgets.period import rfc3339, window
 from tests.support.clock import FakeClock
 
 
-def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+def at(*parts: int) -> int:
+    year, month, day, hour, minute, second = (*parts, 0, 0, 0)[:6]
     return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp())
 
 
