@@ -12,6 +12,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.accounting import Accountant
+from gateway.admin.projects import ProjectRoutes
+from gateway.admin.spend import SpendRoutes
 from gateway.admin.keys import KeyRoutes
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.directory import KeyDirectory
@@ -50,6 +52,7 @@ from gateway.stores import (
     build_limiter,
     build_usage,
 )
+from gateway.spending import Spending, build_spending
 from gateway.tokenmemo import TokenMemo
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
@@ -144,6 +147,7 @@ class Parts:
     backends: Backends
     limits: TenantLimits
     offload: OffLoop
+    spending: Spending
 
 
 def build_keys(settings: Settings, backends: Backends, catalog: Catalog, workers: int) -> KeyAdmin:
@@ -165,6 +169,9 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
     offload = OffLoop(settings.server.offload_per_key)
     providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
     background = Background()
+    spending = build_spending(
+        settings, backends.redis, backends.database, metrics=metrics, background=background
+    )
     service = EmbeddingService(
         cache,
         build_fetcher(settings.fetch, build_router(settings.upstream, providers, metrics)),
@@ -175,6 +182,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         offload=offload,
         memo=TokenMemo(settings.cache.token_memo_bytes),
         tokenizers=build_tokenizers(settings, providers),
+        budgets=spending.keeper,
     )
     usage = UsageBuffer(build_usage(backends))
     admin = build_keys(settings, backends, catalog, workers)
@@ -197,6 +205,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         backends,
         limits,
         offload,
+        spending,
     )
 
 
@@ -225,7 +234,7 @@ def build_handlers(parts: Parts) -> Handlers:
         cache=parts.cache,
         keys=parts.keys,
         auth=settings.auth,
-        accountant=Accountant(parts.metrics, parts.usage),
+        accountant=Accountant(parts.metrics, parts.usage, parts.spending.history),
         usage_store=parts.usage,
         registry=parts.metrics,
         metrics_need_token=settings.metrics.require_internal_token,
@@ -258,7 +267,9 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
         await load_keys(parts.directory)
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(parts.usage.run()), loop.create_task(parts.directory.run())]
+        spending_tasks = await parts.spending.start()
         yield
+        await parts.spending.stop(spending_tasks)
         for task in tasks:
             await stop_task(task)
         await parts.background.drain()
@@ -287,6 +298,27 @@ def metrics_seed(settings: Settings, catalog: Catalog, app: web.Application) -> 
     )
 
 
+def spending_routes(parts: Parts, handlers: Handlers) -> list[web.RouteDef]:
+    """The organization usage and costs reports, and teams as projects with budgets."""
+    settings, spending = parts.settings, parts.spending
+    spend = SpendRoutes(
+        spending.history,
+        parts.catalog,
+        handlers.authenticate,
+        sees_everything=lambda p: p.internal or not parts.keys.enabled,
+    )
+    teams = [key.team for key in settings.auth.keys] + list(settings.teams)
+    projects = ProjectRoutes(
+        spending.book,
+        spending.policies,
+        spending.stores.ledger,
+        internal_token=settings.auth.internal_token,
+        config_teams=teams,
+        started_at=handlers.created,
+    )
+    return spend.routes() + projects.routes()
+
+
 def build_app(settings: Settings, workers: int = 1) -> web.Application:
     """``workers``: how many processes serve this port (their limits split without Redis)."""
     parts = build_parts(settings, workers)
@@ -298,8 +330,10 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     app[BACKGROUND] = parts.background
     app[KEY_DIRECTORY] = parts.directory
     app[SERVER_SETTINGS] = settings.server
-    app.add_routes(build_handlers(parts).routes())
+    handlers = build_handlers(parts)
+    app.add_routes(handlers.routes())
     app.add_routes(KeyRoutes(parts.admin, settings.auth).routes())
+    app.add_routes(spending_routes(parts, handlers))
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))
     return app

@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 from gateway.admin import schema as admin_schema
+from gateway.admin import spend_schema
 from gateway.catalog import Catalog
 from gateway.protocol import MAX_INPUTS
 from gateway.tokens import MAX_TOKEN_ID
@@ -297,10 +298,11 @@ def document(catalog: Catalog, *, auth_required: bool) -> Schema:
     paths = _service_paths()
     for prefix, suffix in PREFIXES.items():
         paths |= _api_paths(prefix, suffix, security)
-    paths |= admin_schema.paths()
+    paths |= admin_schema.paths() | spend_schema.paths()
     components = {
         "schemas": SCHEMAS
         | admin_schema.SCHEMAS
+        | spend_schema.SCHEMAS
         | {"EmbeddingRequest": _request_schema([m.name for m in catalog])},
         "responses": {f"Error{status}": _error_response(status) for status in EMBEDDING_ERRORS},
         "headers": HEADERS,

@@ -52,3 +52,24 @@ class MemoryLedger:
         self._purged_at = now
         self._used = {k: v for k, v in self._used.items() if v[1] > now}
         self._claims = {k: v for k, v in self._claims.items() if v > now}
+
+
+class MemoryBook:
+    """Budgets and projects set at runtime, in this process only."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._entries: dict[str, bytes] = {}
+
+    async def put(self, name: str, body: bytes | None) -> None:
+        if body is None:
+            self._entries.pop(name, None)
+        else:
+            self._entries[name] = body
+
+    async def entries(self) -> dict[str, bytes]:
+        return dict(self._entries)
+
+    async def close(self) -> None:
+        return None

@@ -67,3 +67,40 @@ class RedisLedger:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"budget ledger: {type(exc).__name__}") from exc
         return parse_reply(reply)
+
+
+class RedisBook:
+    """Budgets and projects set at runtime: one hash that every instance reads."""
+
+    name = "redis"
+
+    def __init__(self, client: RedisClient, *, prefix: str = "gw") -> None:
+        self._client = client
+        self._hash = f"{prefix}:budget-book"
+
+    async def put(self, name: str, body: bytes | None) -> None:
+        try:
+            if body is None:
+                await self._client.hdel(self._hash, name)
+            else:
+                await self._client.hset(self._hash, name, body)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"budget book: {type(exc).__name__}") from exc
+
+    async def entries(self) -> dict[str, bytes]:
+        try:
+            raw = await self._client.hgetall(self._hash)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"budget book: {type(exc).__name__}") from exc
+        return {_text(name): _bytes(body) for name, body in raw.items()}
+
+    async def close(self) -> None:
+        """Closes nothing it was given: the client belongs to whoever created it."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS budget_spend (
     account TEXT PRIMARY KEY, used INTEGER NOT NULL, expires_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS budget_claims (marker TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS budget_book (name TEXT PRIMARY KEY, body BLOB NOT NULL);
 """
 T = TypeVar("T")
 PURGE_EVERY = 3600.0  # seconds between sweeps of ended periods
@@ -118,3 +119,41 @@ def _claim(db: sqlite3.Connection, marker: str, expires_at: int, now: int) -> bo
 
     transaction(db, statements)
     return claimed[0]
+
+
+class SqliteBook:
+    """Budgets and projects set at runtime, in the embedded file (every worker reads them)."""
+
+    name = "sqlite"
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._ready = False
+
+    async def put(self, name: str, body: bytes | None) -> None:
+        await self._run(lambda db: _put(db, name, body))
+
+    async def entries(self) -> dict[str, bytes]:
+        return await self._run(
+            lambda db: {n: bytes(b) for n, b in db.execute("SELECT name, body FROM budget_book")}
+        )
+
+    async def close(self) -> None:
+        self._database.close()
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._ready:
+            await self._database.run(lambda db: db.executescript(SCHEMA))
+            self._ready = True
+        return await self._database.run(work)
+
+
+def _put(db: sqlite3.Connection, name: str, body: bytes | None) -> None:
+    if body is None:
+        db.execute("DELETE FROM budget_book WHERE name = ?", (name,))
+    else:
+        db.execute(
+            "INSERT INTO budget_book (name, body) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+            (name, body),
+        )

@@ -1,35 +1,16 @@
-"""Spend history: usage per UTC hour, key, team and model as exact integer counters, summed in
-memory and written to a store (one backend per module: memory, sqlite, redis) once a second.
-Days are sums of their hours. Reports in the shape of OpenAI's organization Usage and Costs
-APIs are built from the counters (pure: `query`, `report`)."""
+"""Spend history: usage per UTC hour, key, team and model as exact integer counters (the
+`Counts` of `gateway.usage`), summed in memory and written to a store (one backend per module:
+memory, sqlite, redis) once a second. Days are sums of their hours. Reports in the shape of
+OpenAI's organization Usage and Costs APIs are built from the counters (`query`, `report`)."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
+
+from gateway.usage import FIELDS, ZERO, Counts
 
 HOUR = 3600
 DAY = 86_400
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    requests: int = 0
-    inputs: int = 0
-    cached_inputs: int = 0
-    tokens: int = 0  # every token served, hits included
-    billed_tokens: int = 0  # the upstream tokens paid for
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
-
-    def values(self) -> tuple[int, ...]:
-        return dataclasses.astuple(self)
-
-
-FIELDS = tuple(f.name for f in dataclasses.fields(Counts))
-ZERO = Counts()
 
 
 class Slot(NamedTuple):
@@ -38,6 +19,8 @@ class Slot(NamedTuple):
     team: str
     model: str
 
+
+__all__ = ["FIELDS", "ZERO", "Counts", "HistoryStore", "Slot", "Table", "merge_into"]
 
 Table = dict[Slot, Counts]
 

@@ -48,6 +48,11 @@ class Query:
     page: int  # the first bucket of this page
     filters: Mapping[str, frozenset[str]]
 
+    @property
+    def page_end(self) -> int:
+        """Where this page's last bucket ends: only these hours need reading."""
+        return min(self.end, self.page + self.limit * self.width)
+
     def only(self, field: str, values: frozenset[str]) -> Query:
         """The same query narrowed to `values` of `field` (a key sees only its own usage)."""
         narrowed = values & self.filters[field] if field in self.filters else values

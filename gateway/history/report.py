@@ -64,8 +64,8 @@ def _kept(values: Mapping[str, str | None], query: Query) -> bool:
 
 
 def _buckets(query: Query) -> tuple[list[int], bool]:
-    starts = list(range(query.page, query.end, query.width))
-    return starts[: query.limit], len(starts) > query.limit
+    starts = range(query.page, query.end, query.width)  # lazy: a wide range costs nothing
+    return list(starts[: query.limit]), len(starts) > query.limit
 
 
 def _grouped(

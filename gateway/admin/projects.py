@@ -1,0 +1,234 @@
+"""HTTP handlers of /v1/organization/projects: teams, shown as OpenAI-style projects, with the
+budget each may spend. Internal token only; every call writes an audit line."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.admin.audit import audit_log
+from gateway.auth import presented_key
+from gateway.budgets import Budget, Ledger
+from gateway.budgets.book import BudgetBook, Project, budget_json
+from gateway.budgets.keeper import standing
+from gateway.budgets.money import units_to_usd_text, usd_to_units
+from gateway.budgets.period import PERIODS, rfc3339
+from gateway.budgets.policies import Policies
+from gateway.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+)
+from gateway.store import StoreUnavailable
+
+PATH = "/v1/organization/projects"
+NEEDS_TOKEN = "The organization API needs the internal (admin) token."
+TURNED_OFF = "The organization API is off: set auth.internal_token (GATEWAY_INTERNAL_TOKEN)."
+PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_USD = 9_000_000
+
+Outcome = tuple[int, dict[str, Any], str | None]
+Work = Callable[[web.Request], Awaitable[Outcome]]
+
+
+def parse_budget(raw: Any) -> Budget | None:
+    """`{"usd": 50, "period": "monthly"}` (period optional, monthly), or null: no budget."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"usd", "period"}:
+        raise InvalidRequest('\'budget\' must be {"usd": <number>, "period": ...} or null.')
+    usd, period = raw.get("usd"), raw.get("period", "monthly")
+    if isinstance(usd, bool) or not isinstance(usd, int | float | str):
+        raise InvalidRequest("'budget.usd' must be a number of dollars.", param="budget.usd")
+    try:
+        units = usd_to_units(usd)
+    except ValueError:
+        raise InvalidRequest(
+            "'budget.usd' must be a number of dollars.", param="budget.usd"
+        ) from None
+    if not 0 <= units <= usd_to_units(MAX_USD):
+        raise InvalidRequest(f"'budget.usd' must be between 0 and {MAX_USD}.", param="budget.usd")
+    if period not in PERIODS:
+        raise InvalidRequest(
+            "'budget.period' must be one of daily, weekly, monthly.", param="budget.period"
+        )
+    return Budget(units, period)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+class ProjectRoutes:
+    def __init__(
+        self,
+        book: BudgetBook,
+        policies: Policies,
+        ledger: Ledger,
+        *,
+        internal_token: str,
+        config_teams: Iterable[str],
+        started_at: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._book = book
+        self._policies = policies
+        self._ledger = ledger
+        self._token = internal_token.encode()
+        self._config_teams = sorted(set(config_teams) - {""})
+        self._started_at = started_at
+        self._clock = clock
+
+    def _require_internal(self, request: web.Request) -> None:
+        if not self._token:
+            raise AuthenticationFailed(TURNED_OFF)
+        presented = presented_key(
+            request.headers.get("Authorization"), request.headers.get("x-api-key")
+        )
+        if not hmac.compare_digest((presented or "").encode(), self._token):
+            raise AuthenticationFailed(NEEDS_TOKEN, code="invalid_api_key")
+
+    def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            status, project_id = 500, request.match_info.get("project_id")
+            try:
+                self._require_internal(request)
+                status, body, project_id = await work(request)
+                return web.json_response(body, status=status)
+            except GatewayError as exc:
+                status = exc.status
+                raise
+            except StoreUnavailable:
+                status = 503
+                raise ServiceUnavailable(
+                    "The budget store is unavailable; please retry shortly.",
+                    headers={"retry-after": "1"},
+                ) from None
+            finally:
+                line = {"audit": action, "actor": {"token": "internal", "ip": request.remote or ""},
+                        "project_id": project_id, "status": status}  # fmt: skip
+                audit_log.info(orjson.dumps(line).decode())
+
+        return handle
+
+    def _projects(self) -> dict[str, Project]:
+        known = {t: Project(t, t, self._started_at) for t in self._config_teams}
+        return known | self._book.projects
+
+    async def _view(self, project: Project) -> dict[str, Any]:
+        budget = self._policies.budget("team", project.id)
+        return {
+            "object": "organization.project",
+            "id": project.id,
+            "name": project.name,
+            "created_at": project.created_at,
+            "archived_at": project.archived_at,
+            "status": "active" if project.archived_at is None else "archived",
+            "source": "config" if project.id in self._config_teams else "runtime",
+            "budget": budget_json(budget),
+            "budget_usage": await self._usage(project.id),
+        }
+
+    async def _usage(self, team: str) -> dict[str, Any] | None:
+        accounts = [
+            a for a in self._policies.accounts("", team, self._clock()) if a.scope == "team"
+        ]
+        if not accounts:
+            return None
+        used = (await self._ledger.reserve(accounts, 0)).used
+        now = standing(accounts, used)
+        return {
+            "spent_usd": units_to_usd_text(used[0]),
+            "remaining_usd": units_to_usd_text(max(0, now.remaining)),
+            "resets_at": rfc3339(now.resets_at),
+        }
+
+    async def _list(self, request: web.Request) -> Outcome:
+        projects = sorted(self._projects().values(), key=lambda p: p.id)
+        after = request.query.get("after")
+        if after:
+            projects = [p for p in projects if p.id > after]
+        limit = _limit(request.query.get("limit"))
+        page = [await self._view(p) for p in projects[:limit]]
+        body = {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(projects) > limit,
+        }
+        return 200, body, None
+
+    def _get_project(self, request: web.Request) -> Project:
+        project = self._projects().get(request.match_info["project_id"])
+        if project is None:
+            raise NotFound(f"No project found with id '{request.match_info['project_id']}'.")
+        return project
+
+    async def _retrieve(self, request: web.Request) -> Outcome:
+        project = self._get_project(request)
+        return 200, await self._view(project), project.id
+
+    async def _create(self, request: web.Request) -> Outcome:
+        body = await read_json(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidRequest("'name' is required.", param="name")
+        project_id = body.get("id", name)
+        if not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id):
+            raise InvalidRequest(
+                "A project id (its team name) is 1-64 letters, digits, '.', '_' or '-'.",
+                param="id",
+            )
+        if project_id in self._projects():
+            raise InvalidRequest(f"A project with id '{project_id}' already exists.", param="id")
+        project = Project(project_id, name.strip(), int(self._clock()))
+        await self._apply(project, body)
+        return 200, await self._view(project), project.id
+
+    async def _update(self, request: web.Request) -> Outcome:
+        project = self._get_project(request)
+        body = await read_json(request)
+        name = body.get("name", project.name)
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidRequest("'name' must be a non-empty string.", param="name")
+        project = Project(project.id, name.strip(), project.created_at)
+        await self._apply(project, body)
+        return 200, await self._view(project), project.id
+
+    async def _apply(self, project: Project, body: dict[str, Any]) -> None:
+        if "budget" in body:
+            await self._book.set_budget("team", project.id, parse_budget(body["budget"]))
+        await self._book.save_project(project)
+
+    def routes(self) -> list[web.RouteDef]:
+        item = f"{PATH}/{{project_id}}"
+        return [
+            web.get(PATH, self._audited("projects.list", self._list)),
+            web.post(PATH, self._audited("projects.create", self._create)),
+            web.get(item, self._audited("projects.retrieve", self._retrieve)),
+            web.post(item, self._audited("projects.update", self._update)),
+        ]
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 20
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise InvalidRequest("'limit' must be between 1 and 100.", param="limit")
+    return int(raw)
