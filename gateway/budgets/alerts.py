@@ -68,9 +68,19 @@ class AlertWatch:
         self._clock = clock
         self._settled: set[str] = set()
 
-    async def observe(self, accounts: Sequence[Account], used: Sequence[int]) -> None:
-        for account, spent in zip(accounts, used, strict=True):
-            for threshold in reached(spent, account.budget.limit, self._thresholds):
+    async def observe(
+        self,
+        accounts: Sequence[Account],
+        used: Sequence[int],
+        refused: Sequence[bool] = (),
+    ) -> None:
+        """`refused`: per account, whether it just refused a request. A budget that refuses is
+        spent as far as its owner is concerned, so every threshold up to 1.0 counts as reached
+        even though the spend itself stopped short of the limit."""
+        flags = list(refused) or [False] * len(accounts)
+        for account, spent, spent_out in zip(accounts, used, flags, strict=True):
+            level = max(spent, account.budget.limit) if spent_out else spent
+            for threshold in reached(level, account.budget.limit, self._thresholds):
                 await self._claim(account, threshold, spent)
 
     async def _claim(self, account: Account, threshold: int, spent: int) -> None:

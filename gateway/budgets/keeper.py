@@ -93,6 +93,8 @@ class BudgetKeeper:
         except StoreUnavailable:
             return Hold(accounts, 0, None)
         if not reply.granted:
+            refused = [u + cost > a.budget.limit for a, u in zip(accounts, reply.used, strict=True)]
+            self._alert(accounts, reply.used, refused)
             raise _refusal(accounts, reply, cost)
         self._report(accounts, reply.used)
         return Hold(accounts, cost, reply.used)
@@ -110,13 +112,19 @@ class BudgetKeeper:
             except StoreUnavailable:
                 log.warning("budget settlement of %d units not written", delta)
         self._report(hold.accounts, used)
-        if self._alerts is not None and self._spawn is not None and cost > 0:
-            self._spawn(self._alerts.observe(hold.accounts, used))  # never delays the response
+        if cost > 0:
+            self._alert(hold.accounts, used)
         return standing(hold.accounts, used)
 
     async def release(self, hold: Hold) -> None:
         """The upstream call failed: give the reservation back."""
         await self.settle(hold, 0)
+
+    def _alert(
+        self, accounts: Sequence[Account], used: Sequence[int], refused: Sequence[bool] = ()
+    ) -> None:
+        if self._alerts is not None and self._spawn is not None:
+            self._spawn(self._alerts.observe(accounts, used, refused))  # never delays a response
 
     def _report(self, accounts: Sequence[Account], used: Sequence[int]) -> None:
         if self._observe is not None:

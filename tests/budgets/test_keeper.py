@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.background import Background
 from gateway.budgets import Budget, Ledger
+from gateway.budgets.alerts import AlertWatch
 from gateway.budgets.keeper import BudgetKeeper
 from gateway.budgets.money import usd_to_units
 from gateway.budgets.policies import Policies
@@ -104,3 +106,24 @@ async def test_a_store_outage_serves_the_request_without_budget_headers(
     hold = await budgets.reserve("alice", "red", DOLLAR * 5)
     assert hold is not None and await budgets.settle(hold, DOLLAR * 5) is None
     await client.aclose()
+
+
+async def test_a_refusal_sends_the_budget_spent_alert(ledger: Ledger, clock: FakeClock) -> None:
+    sent: list[dict[str, object]] = []
+    background = Background()
+    budgets = BudgetKeeper(
+        ledger,
+        Policies({("key", "alice"): Budget.of(1, "daily")}),
+        guard=StoreGuard("budgets", timeout=1.0),
+        alerts=AlertWatch(ledger, sent.append, clock=clock),
+        spawn=background.spawn,
+        clock=clock,
+    )
+    hold = await budgets.reserve("alice", "", DOLLAR // 10 * 9)
+    assert hold is not None
+    await budgets.settle(hold, DOLLAR // 10 * 9)
+    with pytest.raises(InsufficientQuota):
+        await budgets.reserve("alice", "", DOLLAR // 5)
+    await background.drain()
+    assert [alert["threshold"] for alert in sent] == [0.5, 0.8, 1.0]
+    assert sent[-1]["spent_usd"] == "0.9"  # what was spent, not what was asked for
