@@ -27,7 +27,7 @@ from gateway.history.memory import MemoryHistory
 from gateway.history.redis import RedisHistory
 from gateway.history.sqlite import SqliteHistory
 from gateway.metrics import Metrics
-from gateway.settings import BudgetSettings, Settings, backend
+from gateway.settings import BudgetSettings, Settings, backend, key_id
 from gateway.store import StoreGuard, StoreUnavailable
 from gateway.webhooks import WebhookSender
 
@@ -42,7 +42,7 @@ def _budget(spec: BudgetSettings) -> Budget:
 
 def configured_budgets(settings: Settings) -> dict[Owner, Budget]:
     budgets: dict[Owner, Budget] = {
-        ("key", key.name): _budget(key.budget) for key in settings.auth.keys if key.budget
+        ("key", key_id(key)): _budget(key.budget) for key in settings.auth.keys if key.budget
     }
     for team, spec in settings.teams.items():
         if spec.budget is not None:

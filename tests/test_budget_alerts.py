@@ -57,7 +57,7 @@ def test_two_instances_post_one_alert_per_threshold(
     time.sleep(0.3)  # room for a duplicate to show up, were there one
     assert 429 in statuses
     assert [alert["threshold"] for alert in receiver.received] == [0.5, 0.8, 1.0]
-    assert {alert["api_key_id"] for alert in receiver.received} == {"alice"}
+    assert {alert["api_key_id"] for alert in receiver.received} == {"key_alice"}
 
 
 def test_an_alert_carries_no_secret(two_instances: tuple[Stack, Stack], receiver: Receiver) -> None:

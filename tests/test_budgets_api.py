@@ -32,11 +32,12 @@ def budget_config(
             "keys": [
                 {
                     "name": "alice",
+                    "id": "key_alice",
                     "sha256": hash_key(ALICE),
                     "team": "search",
                     "budget": {"usd": float(alice_usd), "period": "monthly"},
                 },
-                {"name": "bob", "sha256": hash_key(BOB), "team": "search"},
+                {"name": "bob", "id": "key_bob", "sha256": hash_key(BOB), "team": "search"},
             ],
             "internal_token": INTERNAL,
         },
@@ -152,8 +153,8 @@ def test_fifty_concurrent_misses_overshoot_by_at_most_one_request(budgeted: Stac
 def test_the_gauge_agrees_with_the_headers(budgeted: Stack) -> None:
     response = embed(budgeted, ALICE, "agree with the metrics")
     metrics = httpx.get(f"{budgeted.url}/metrics", timeout=10).text
-    used = re.search(r'gateway_budget_used_usd\{owner="alice",scope="key"\} (\S+)', metrics)
-    limit = re.search(r'gateway_budget_limit_usd\{owner="alice",scope="key"\} (\S+)', metrics)
+    used = re.search(r'gateway_budget_used_usd\{owner="key_alice",scope="key"\} (\S+)', metrics)
+    limit = re.search(r'gateway_budget_limit_usd\{owner="key_alice",scope="key"\} (\S+)', metrics)
     assert used and limit
     assert float(limit[1]) - float(used[1]) == pytest.approx(float(remaining(response)))
 

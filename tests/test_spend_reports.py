@@ -64,9 +64,12 @@ def test_usage_matches_openais_schema_and_counts_every_token(
     OAS30Validator(usage_response(USAGE_EMBEDDINGS_RESULT)).validate(page)
     by_key = {r["api_key_id"]: r for r in results(page)}
     tokens = [a.json()["usage"]["prompt_tokens"] for a in answers]
-    assert by_key["alice"]["input_tokens"] == tokens[0] + tokens[1]
-    assert (by_key["alice"]["num_model_requests"], by_key["alice"]["cached_inputs"]) == (2, 1)
-    assert by_key["alice"]["saved_usd"] == pytest.approx(
+    assert by_key["key_alice"]["input_tokens"] == tokens[0] + tokens[1]
+    assert (by_key["key_alice"]["num_model_requests"], by_key["key_alice"]["cached_inputs"]) == (
+        2,
+        1,
+    )
+    assert by_key["key_alice"]["saved_usd"] == pytest.approx(
         float(Decimal(answers[1].headers["x-gateway-saved-usd"]))
     )
 
@@ -95,8 +98,10 @@ def test_openais_sdk_reads_both_reports(traffic: tuple[Stack, list[httpx.Respons
 def test_a_key_sees_only_its_own_usage(traffic: tuple[Stack, list[httpx.Response]]) -> None:
     stack, _ = traffic
     page = report(stack, "usage/embeddings", key=BOB, group_by="api_key_id").json()
-    assert {r["api_key_id"] for r in results(page)} == {"bob"}
-    asked_for_alice = report(stack, "costs", key=BOB, api_key_ids="alice", group_by="api_key_id")
+    assert {r["api_key_id"] for r in results(page)} == {"key_bob"}
+    asked_for_alice = report(
+        stack, "costs", key=BOB, api_key_ids="key_alice", group_by="api_key_id"
+    )
     assert results(asked_for_alice.json()) == []
 
 

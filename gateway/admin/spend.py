@@ -70,7 +70,7 @@ class SpendRoutes:
         query = parse(request.query, spec, self._clock())
         csv = wants_csv(request)
         if not self._sees_everything(principal):
-            query = query.only("api_key_id", frozenset({principal.name}))
+            query = query.only("api_key_id", frozenset({principal.key_id}))
         try:
             table = await self._history.read(query.page // HOUR, query.page_end // HOUR)
         except StoreUnavailable:
