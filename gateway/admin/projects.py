@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.admin.audit import audit_log
 from gateway.auth import presented_key
-from gateway.budgets import Budget, Ledger
+from gateway.budgets import Account, Budget, Ledger, Scope
 from gateway.budgets.book import BudgetBook, Project, budget_json
 from gateway.budgets.keeper import standing
 from gateway.budgets.money import units_to_usd_text, usd_to_units
@@ -61,6 +61,24 @@ def parse_budget(raw: Any) -> Budget | None:
             "'budget.period' must be one of daily, weekly, monthly.", param="budget.period"
         )
     return Budget(units, period)
+
+
+async def budget_fields(
+    policies: Policies, ledger: Ledger, scope: Scope, owner: str, now: float
+) -> dict[str, Any]:
+    """An owner's budget and what is left of it this period, as the admin API shows them."""
+    budget = policies.budget(scope, owner)
+    if budget is None:
+        return {"budget": None, "budget_usage": None}
+    account = Account.current(scope, owner, budget, now)
+    used = (await ledger.reserve([account], 0)).used
+    left = standing([account], used)
+    usage = {
+        "spent_usd": units_to_usd_text(used[0]),
+        "remaining_usd": units_to_usd_text(max(0, left.remaining)),
+        "resets_at": rfc3339(left.resets_at),
+    }
+    return {"budget": budget_json(budget), "budget_usage": usage}
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -131,7 +149,6 @@ class ProjectRoutes:
         return known | self._book.projects
 
     async def _view(self, project: Project) -> dict[str, Any]:
-        budget = self._policies.budget("team", project.id)
         return {
             "object": "organization.project",
             "id": project.id,
@@ -140,23 +157,7 @@ class ProjectRoutes:
             "archived_at": project.archived_at,
             "status": "active" if project.archived_at is None else "archived",
             "source": "config" if project.id in self._config_teams else "runtime",
-            "budget": budget_json(budget),
-            "budget_usage": await self._usage(project.id),
-        }
-
-    async def _usage(self, team: str) -> dict[str, Any] | None:
-        accounts = [
-            a for a in self._policies.accounts("", team, self._clock()) if a.scope == "team"
-        ]
-        if not accounts:
-            return None
-        used = (await self._ledger.reserve(accounts, 0)).used
-        now = standing(accounts, used)
-        return {
-            "spent_usd": units_to_usd_text(used[0]),
-            "remaining_usd": units_to_usd_text(max(0, now.remaining)),
-            "resets_at": rfc3339(now.resets_at),
-        }
+        } | await budget_fields(self._policies, self._ledger, "team", project.id, self._clock())
 
     async def _list(self, request: web.Request) -> Outcome:
         projects = sorted(self._projects().values(), key=lambda p: p.id)
