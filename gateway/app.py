@@ -310,8 +310,7 @@ def spending_routes(parts: Parts, handlers: Handlers) -> list[web.RouteDef]:
     teams = [key.team for key in settings.auth.keys] + list(settings.teams)
     projects = ProjectRoutes(
         spending.book,
-        spending.policies,
-        spending.stores.ledger,
+        spending.admin,
         internal_token=settings.auth.internal_token,
         config_teams=teams,
         started_at=handlers.created,

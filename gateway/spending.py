@@ -9,6 +9,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from gateway.admin.budgets import BudgetAdmin
 from gateway.background import Background
 from gateway.budgets import Budget, Ledger
 from gateway.budgets.alerts import AlertWatch
@@ -100,6 +101,7 @@ class Spending:
     book: BudgetBook
     history: HistoryBuffer
     webhooks: WebhookSender
+    admin: BudgetAdmin
 
     async def start(self) -> list[asyncio.Task[None]]:
         try:
@@ -146,4 +148,5 @@ def build_spending(
     )
     history = HistoryBuffer(stores.history, retention_hours=settings.history.retention_days * 24)
     book = BudgetBook(stores.book, policies)
-    return Spending(keeper, stores, policies, book, history, webhooks)
+    admin = BudgetAdmin(book, policies, stores.ledger)
+    return Spending(keeper, stores, policies, book, history, webhooks, admin)

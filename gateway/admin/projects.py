@@ -13,13 +13,9 @@ import orjson
 from aiohttp import web
 
 from gateway.admin.audit import audit_log
+from gateway.admin.budgets import BudgetAdmin
 from gateway.auth import presented_key
-from gateway.budgets import Account, Budget, Ledger, Scope
-from gateway.budgets.book import BudgetBook, Project, budget_json
-from gateway.budgets.keeper import standing
-from gateway.budgets.money import units_to_usd_text, usd_to_units
-from gateway.budgets.period import PERIODS, rfc3339
-from gateway.budgets.policies import Policies
+from gateway.budgets.book import BudgetBook, Project
 from gateway.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -33,52 +29,9 @@ PATH = "/v1/organization/projects"
 NEEDS_TOKEN = "The organization API needs the internal (admin) token."
 TURNED_OFF = "The organization API is off: set auth.internal_token (GATEWAY_INTERNAL_TOKEN)."
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MAX_USD = 9_000_000
 
 Outcome = tuple[int, dict[str, Any], str | None]
 Work = Callable[[web.Request], Awaitable[Outcome]]
-
-
-def parse_budget(raw: Any) -> Budget | None:
-    """`{"usd": 50, "period": "monthly"}` (period optional, monthly), or null: no budget."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or set(raw) - {"usd", "period"}:
-        raise InvalidRequest('\'budget\' must be {"usd": <number>, "period": ...} or null.')
-    usd, period = raw.get("usd"), raw.get("period", "monthly")
-    if isinstance(usd, bool) or not isinstance(usd, int | float | str):
-        raise InvalidRequest("'budget.usd' must be a number of dollars.", param="budget.usd")
-    try:
-        units = usd_to_units(usd)
-    except ValueError:
-        raise InvalidRequest(
-            "'budget.usd' must be a number of dollars.", param="budget.usd"
-        ) from None
-    if not 0 <= units <= usd_to_units(MAX_USD):
-        raise InvalidRequest(f"'budget.usd' must be between 0 and {MAX_USD}.", param="budget.usd")
-    if period not in PERIODS:
-        raise InvalidRequest(
-            "'budget.period' must be one of daily, weekly, monthly.", param="budget.period"
-        )
-    return Budget(units, period)
-
-
-async def budget_fields(
-    policies: Policies, ledger: Ledger, scope: Scope, owner: str, now: float
-) -> dict[str, Any]:
-    """An owner's budget and what is left of it this period, as the admin API shows them."""
-    budget = policies.budget(scope, owner)
-    if budget is None:
-        return {"budget": None, "budget_usage": None}
-    account = Account.current(scope, owner, budget, now)
-    used = (await ledger.reserve([account], 0)).used
-    left = standing([account], used)
-    usage = {
-        "spent_usd": units_to_usd_text(used[0]),
-        "remaining_usd": units_to_usd_text(max(0, left.remaining)),
-        "resets_at": rfc3339(left.resets_at),
-    }
-    return {"budget": budget_json(budget), "budget_usage": usage}
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -96,8 +49,7 @@ class ProjectRoutes:
     def __init__(
         self,
         book: BudgetBook,
-        policies: Policies,
-        ledger: Ledger,
+        budgets: BudgetAdmin,
         *,
         internal_token: str,
         config_teams: Iterable[str],
@@ -105,8 +57,7 @@ class ProjectRoutes:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._book = book
-        self._policies = policies
-        self._ledger = ledger
+        self._budgets = budgets
         self._token = internal_token.encode()
         self._config_teams = sorted(set(config_teams) - {""})
         self._started_at = started_at
@@ -157,7 +108,7 @@ class ProjectRoutes:
             "archived_at": project.archived_at,
             "status": "active" if project.archived_at is None else "archived",
             "source": "config" if project.id in self._config_teams else "runtime",
-        } | await budget_fields(self._policies, self._ledger, "team", project.id, self._clock())
+        } | await self._budgets.fields("team", project.id)
 
     async def _list(self, request: web.Request) -> Outcome:
         projects = sorted(self._projects().values(), key=lambda p: p.id)
@@ -213,8 +164,7 @@ class ProjectRoutes:
         return 200, await self._view(project), project.id
 
     async def _apply(self, project: Project, body: dict[str, Any]) -> None:
-        if "budget" in body:
-            await self._book.set_budget("team", project.id, parse_budget(body["budget"]))
+        await self._budgets.apply("team", project.id, body)
         await self._book.save_project(project)
 
     def routes(self) -> list[web.RouteDef]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.admin.projects import MAX_USD
+from gateway.admin.budgets import MAX_USD
 from gateway.history.report import COSTS_COLUMNS, USAGE_COLUMNS
 
 Schema = dict[str, Any]
