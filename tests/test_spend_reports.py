@@ -16,6 +16,7 @@ import openai
 import pytest
 from openapi_schema_validator import OAS30Validator
 
+from gateway.history.report import cell
 from tests.history.openai_schemas import COSTS_RESULT, USAGE_EMBEDDINGS_RESULT, usage_response
 from tests.support.background import BackgroundLoop
 from tests.support.stack import Stack
@@ -136,7 +137,7 @@ def test_csv_rows_equal_the_json_rows(
             if amount:
                 flat |= {"amount_value": amount["value"], "amount_currency": amount["currency"]}
             flat.pop("object")
-            expected.append({k: "" if v is None else str(v) for k, v in flat.items()})
+            expected.append({k: cell(v) for k, v in flat.items()})
     assert [{k: row[k] for k in expected[0]} for row in rows] == expected
     assert len(rows) == 2
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from gateway.budgets.money import token_cost, units_to_usd
@@ -165,10 +166,19 @@ def rows(page: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
             yield _flat(bucket, result)
 
 
+def cell(value: Any) -> str:
+    """Spreadsheets get plain decimals: 2e-06 (JSON's shortest form) is written 0.000002."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    return str(value)
+
+
 def to_csv(page: Mapping[str, Any], columns: tuple[str, ...]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows(page):
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: cell(v) for k, v in row.items()})
     return out.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from gateway.history.query import COSTS, USAGE, Query, parse
 from gateway.history.report import (
     COSTS_COLUMNS,
     USAGE_COLUMNS,
+    cell,
     costs_page,
     rows,
     to_csv,
@@ -147,7 +149,7 @@ def parsed_csv(text: str) -> list[dict[str, str]]:
 
 
 def as_text(row: dict[str, Any]) -> dict[str, str]:
-    return {k: "" if v is None else str(v) for k, v in row.items() if k != "object"}
+    return {k: cell(v) for k, v in row.items() if k != "object"}
 
 
 @pytest.mark.parametrize(
@@ -166,3 +168,8 @@ def test_csv_rows_equal_the_json_rows(
     assert parsed_csv(to_csv(page, columns)) == [
         {column: row.get(column, "") for column in columns} for row in expected
     ]
+
+
+def test_csv_money_is_plain_decimals_equal_to_the_json_numbers() -> None:
+    assert cell(2e-06) == "0.000002" and Decimal(cell(2e-06)) == Decimal(repr(2e-06))
+    assert (cell(None), cell(7), cell(0.1)) == ("", "7", "0.1")
