@@ -100,8 +100,8 @@ class BudgetKeeper:
         return Hold(accounts, cost, reply.used)
 
     async def settle(self, hold: Hold, cost: int) -> Standing | None:
-        """Moves the reservation to the real cost; the standing comes from this request's
-        own arithmetic, so the response does not wait for a second round trip."""
+        """Moves the reservation to the real cost (one ledger call, when the two differ) and
+        answers the standing after it; alerts go out in the background."""
         if hold.used is None:
             return None
         delta = cost - hold.reserved
