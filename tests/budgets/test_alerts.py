@@ -4,6 +4,7 @@ delivered to a real HTTP receiver in the background with retries and a timeout."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,8 @@ async def deliver(sender: WebhookSender, *payloads: dict[str, Any]) -> None:
         sender.send(payload)
     await sender.join()
     task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task  # the session closes its connections
 
 
 async def test_a_webhook_posts_json(receiver: Receiver) -> None:
