@@ -277,6 +277,7 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
         await parts.directory.tick()
         for provider in parts.providers.values():
             await provider.close()
+        await parts.spending.close()
         await parts.limiter.close()
         await parts.cache.close()
         await parts.backends.close()

@@ -120,6 +120,11 @@ class Spending:
         with contextlib.suppress(StoreUnavailable):
             await self.history.flush()
 
+    async def close(self) -> None:
+        """After background work has drained: the stores let go of their files."""
+        for store in (self.stores.ledger, self.stores.book, self.stores.history):
+            await store.close()
+
 
 def build_spending(
     settings: Settings,
