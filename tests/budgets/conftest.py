@@ -17,8 +17,8 @@ from tests.ratelimit.conftest import make_client
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 
-# 2026-11-28 23:30 UTC, a Saturday
-NOW = 1_795_908_600.0
+# 2037-11-28 23:30 UTC, a Saturday: ahead of the real clock, as Redis expires keys by it
+NOW = 2_143_063_800.0
 
 
 @pytest.fixture

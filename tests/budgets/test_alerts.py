@@ -87,8 +87,8 @@ async def test_a_new_period_alerts_again(
     await watch.observe([account()], [600_000])
     await watch.observe([account(NOW + 86_400)], [600_000])
     assert [alert["period_start"] for alert in sent] == [
-        "2026-11-28T00:00:00Z",
-        "2026-11-29T00:00:00Z",
+        "2037-11-28T00:00:00Z",
+        "2037-11-29T00:00:00Z",
     ]
 
 
@@ -102,8 +102,8 @@ async def test_an_alert_says_whose_budget_and_how_much_without_secrets(clock: Fa
         "api_key_id": "alice",
         "threshold": 0.8,
         "period": "daily",
-        "period_start": "2026-11-28T00:00:00Z",
-        "resets_at": "2026-11-29T00:00:00Z",
+        "period_start": "2037-11-28T00:00:00Z",
+        "resets_at": "2037-11-29T00:00:00Z",
         "budget_usd": "0.000001",
         "spent_usd": "0.0000008",
         "remaining_usd": "0.0000002",

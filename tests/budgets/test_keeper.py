@@ -44,7 +44,7 @@ async def test_the_headers_show_the_tightest_budget_and_its_reset(
     assert standing is not None
     assert standing.headers() == {
         "x-gateway-budget-remaining-usd": "0.8",
-        "x-gateway-budget-reset": "2026-11-29T00:00:00Z",
+        "x-gateway-budget-reset": "2037-11-29T00:00:00Z",
     }
 
 
@@ -93,7 +93,7 @@ async def test_the_budget_resets_at_the_period_boundary(ledger: Ledger, clock: F
     await budgets.reserve("alice", "", DOLLAR)
     with pytest.raises(InsufficientQuota):
         await budgets.reserve("alice", "", 1)
-    clock.now = 1_795_910_400.0  # 2026-11-29T00:00:00Z
+    clock.now = 2_143_065_600.0  # 2037-11-29T00:00:00Z
     assert await budgets.reserve("alice", "", DOLLAR) is not None
 
 
