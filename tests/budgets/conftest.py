@@ -1,4 +1,5 @@
-"""Fixtures: every ledger backend (memory, a real SQLite file, a real Redis) on one clock."""
+"""Fixtures: every ledger backend (memory, a real SQLite file, a real Redis, a real Redis
+Cluster) on one clock."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from gateway.budgets import Ledger
 from gateway.budgets.memory import MemoryLedger
 from gateway.budgets.redis import RedisLedger
 from gateway.budgets.sqlite import SqliteLedger
+from gateway.cache.redis import RedisClient
 from gateway.embedded import Database
 from tests.ratelimit.conftest import make_client
 from tests.support.clock import FakeClock
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 # 2037-11-28 23:30 UTC, a Saturday: ahead of the real clock, as Redis expires keys by it
@@ -34,23 +40,31 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
     await client.aclose()
 
 
-def make_ledger(
-    kind: str, clock: FakeClock, directory: Path, client: redis.asyncio.Redis
-) -> Ledger:
-    if kind == "memory":
-        return MemoryLedger(clock)
-    if kind == "sqlite":
-        return SqliteLedger(Database(directory), clock)
-    return RedisLedger(client)
+async def redis_backend(request: pytest.FixtureRequest, kind: str) -> RedisClient:
+    """A flushed client of the session's Redis, or of its Redis Cluster."""
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client: RedisClient = make_client(server.url)
+        await client.flushdb()
+        return client
+    nodes: RedisCluster = request.getfixturevalue("cluster_nodes")
+    nodes.flush()
+    return ClusterClient.from_url(nodes.url.replace("+cluster", ""), retry=Retry(NoBackoff(), 0))
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
 async def ledger(
-    request: pytest.FixtureRequest,
-    clock: FakeClock,
-    tmp_path: Path,
-    redis_client: redis.asyncio.Redis,
+    request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
 ) -> AsyncIterator[Ledger]:
-    backend = make_ledger(request.param, clock, tmp_path, redis_client)
+    backend: Ledger
+    if request.param == "memory":
+        backend = MemoryLedger(clock)
+    elif request.param == "sqlite":
+        backend = SqliteLedger(Database(tmp_path), clock)
+    else:
+        client = await redis_backend(request, request.param)
+        backend = RedisLedger(client)
     yield backend
     await backend.close()
+    if request.param in ("redis", "cluster"):
+        await client.aclose()

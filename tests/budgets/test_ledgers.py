@@ -1,4 +1,5 @@
-"""One behaviour suite for every budget ledger (memory, SQLite, Redis), then concurrency."""
+"""One behaviour suite for every budget ledger (memory, SQLite, Redis, Redis Cluster), then
+concurrency."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Fixtures: every spend-history backend (memory, a real SQLite file, a real Redis)."""
+"""Fixtures: every spend-history backend (memory, a real SQLite file, a real Redis, a real
+Redis Cluster)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gateway.history import HistoryStore
 from gateway.history.memory import MemoryHistory
 from gateway.history.redis import RedisHistory
 from gateway.history.sqlite import SqliteHistory
+from tests.budgets.conftest import redis_backend
 from tests.ratelimit.conftest import make_client
 from tests.support.redis_server import RedisServer
 
@@ -25,16 +27,17 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
     await client.aclose()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def history(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_client: redis.asyncio.Redis
-) -> AsyncIterator[HistoryStore]:
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
+async def history(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HistoryStore]:
     store: HistoryStore
     if request.param == "memory":
         store = MemoryHistory()
     elif request.param == "sqlite":
         store = SqliteHistory(Database(tmp_path))
     else:
-        store = RedisHistory(redis_client, retention_hours=24 * 90)
+        client = await redis_backend(request, request.param)
+        store = RedisHistory(client, retention_hours=24 * 90)
     yield store
     await store.close()
+    if request.param in ("redis", "cluster"):
+        await client.aclose()
