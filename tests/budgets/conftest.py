@@ -13,9 +13,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.budgets import Ledger
-from gateway.budgets.memory import MemoryLedger
-from gateway.budgets.redis import RedisLedger
-from gateway.budgets.sqlite import SqliteLedger
+from gateway.budgets.book import BookStore
+from gateway.budgets.memory import MemoryBook, MemoryLedger
+from gateway.budgets.redis import RedisBook, RedisLedger
+from gateway.budgets.sqlite import SqliteBook, SqliteLedger
 from gateway.cache.redis import RedisClient
 from gateway.embedded import Database
 from tests.ratelimit.conftest import make_client
@@ -66,5 +67,21 @@ async def ledger(
         backend = RedisLedger(client)
     yield backend
     await backend.close()
+    if request.param in ("redis", "cluster"):
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
+async def book_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BookStore]:
+    store: BookStore
+    if request.param == "memory":
+        store = MemoryBook()
+    elif request.param == "sqlite":
+        store = SqliteBook(Database(tmp_path))
+    else:
+        client = await redis_backend(request, request.param)
+        store = RedisBook(client)
+    yield store
+    await store.close()
     if request.param in ("redis", "cluster"):
         await client.aclose()
