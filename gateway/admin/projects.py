@@ -30,6 +30,7 @@ NEEDS_TOKEN = "The organization API needs the internal (admin) token."
 TURNED_OFF = "The organization API is off: set auth.internal_token (GATEWAY_INTERNAL_TOKEN)."
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+KeyTeams = Callable[[], Awaitable[Iterable[str]]]  # the teams of every key, runtime ones too
 Outcome = tuple[int, dict[str, Any], str | None]
 Work = Callable[[web.Request], Awaitable[Outcome]]
 
@@ -53,6 +54,7 @@ class ProjectRoutes:
         *,
         internal_token: str,
         config_teams: Iterable[str],
+        key_teams: KeyTeams | None = None,
         started_at: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -60,6 +62,7 @@ class ProjectRoutes:
         self._budgets = budgets
         self._token = internal_token.encode()
         self._config_teams = sorted(set(config_teams) - {""})
+        self._key_teams = key_teams
         self._started_at = started_at
         self._clock = clock
 
@@ -95,8 +98,12 @@ class ProjectRoutes:
 
         return handle
 
-    def _projects(self) -> dict[str, Project]:
-        known = {t: Project(t, t, self._started_at) for t in self._config_teams}
+    async def _projects(self) -> dict[str, Project]:
+        """Teams named in config or by a key at runtime, then those made through this API."""
+        teams = set(self._config_teams)
+        if self._key_teams is not None:
+            teams |= set(await self._key_teams()) - {""}
+        known = {t: Project(t, t, self._started_at) for t in sorted(teams)}
         return known | self._book.projects
 
     async def _view(self, project: Project) -> dict[str, Any]:
@@ -111,7 +118,7 @@ class ProjectRoutes:
         } | await self._budgets.fields("team", project.id)
 
     async def _list(self, request: web.Request) -> Outcome:
-        projects = sorted(self._projects().values(), key=lambda p: p.id)
+        projects = sorted((await self._projects()).values(), key=lambda p: p.id)
         after = request.query.get("after")
         if after:
             projects = [p for p in projects if p.id > after]
@@ -126,14 +133,14 @@ class ProjectRoutes:
         }
         return 200, body, None
 
-    def _get_project(self, request: web.Request) -> Project:
-        project = self._projects().get(request.match_info["project_id"])
+    async def _get_project(self, request: web.Request) -> Project:
+        project = (await self._projects()).get(request.match_info["project_id"])
         if project is None:
             raise NotFound(f"No project found with id '{request.match_info['project_id']}'.")
         return project
 
     async def _retrieve(self, request: web.Request) -> Outcome:
-        project = self._get_project(request)
+        project = await self._get_project(request)
         return 200, await self._view(project), project.id
 
     async def _create(self, request: web.Request) -> Outcome:
@@ -147,14 +154,14 @@ class ProjectRoutes:
                 "A project id (its team name) is 1-64 letters, digits, '.', '_' or '-'.",
                 param="id",
             )
-        if project_id in self._projects():
+        if project_id in await self._projects():
             raise InvalidRequest(f"A project with id '{project_id}' already exists.", param="id")
         project = Project(project_id, name.strip(), int(self._clock()))
         await self._apply(project, body)
         return 200, await self._view(project), project.id
 
     async def _update(self, request: web.Request) -> Outcome:
-        project = self._get_project(request)
+        project = await self._get_project(request)
         body = await read_json(request)
         name = body.get("name", project.name)
         if not isinstance(name, str) or not name.strip():
