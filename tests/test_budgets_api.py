@@ -210,3 +210,12 @@ def test_the_projects_api_needs_the_internal_token(budgeted: Stack) -> None:
         timeout=10,
     )
     assert response.status_code == 401
+
+
+def test_a_project_change_needs_a_body(budgeted: Stack) -> None:
+    response = httpx.post(
+        f"{budgeted.url}/v1/organization/projects/search",
+        headers={"Authorization": f"Bearer {INTERNAL}"},
+        timeout=10,
+    )
+    assert response.status_code == 400

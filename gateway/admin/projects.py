@@ -37,8 +37,10 @@ Work = Callable[[web.Request], Awaitable[Outcome]]
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
+    if not raw.strip():
+        raise InvalidRequest("The request body must be a JSON object.")
     try:
-        body = orjson.loads(raw) if raw else {}
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
