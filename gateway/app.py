@@ -12,9 +12,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.accounting import Accountant
+from gateway.admin.keys import KeyRoutes
 from gateway.admin.projects import ProjectRoutes
 from gateway.admin.spend import SpendRoutes
-from gateway.admin.keys import KeyRoutes
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.directory import KeyDirectory
 from gateway.auth import KeyRing
@@ -44,6 +44,7 @@ from gateway.settings import (
     UpstreamSettings,
     backend,
 )
+from gateway.spending import Spending, build_spending
 from gateway.stores import (
     Backends,
     build_backends,
@@ -52,7 +53,6 @@ from gateway.stores import (
     build_limiter,
     build_usage,
 )
-from gateway.spending import Spending, build_spending
 from gateway.tokenmemo import TokenMemo
 from gateway.tokens import Cl100k
 from gateway.upstream import Provider
