@@ -22,6 +22,7 @@ from gateway.budgets.redis import RedisBook, RedisLedger
 from gateway.budgets.sqlite import SqliteBook, SqliteLedger
 from gateway.cache.redis import RedisClient
 from gateway.embedded import Database
+from gateway.guarded import GuardedBook, GuardedHistory, GuardedLedger
 from gateway.history import HistoryStore
 from gateway.history.buffer import HistoryBuffer
 from gateway.history.memory import MemoryHistory
@@ -29,12 +30,11 @@ from gateway.history.redis import RedisHistory
 from gateway.history.sqlite import SqliteHistory
 from gateway.metrics import Metrics
 from gateway.settings import BudgetSettings, Settings, backend, key_id
-from gateway.store import StoreGuard, StoreUnavailable
+from gateway.store import StoreUnavailable
+from gateway.stores import Backends
 from gateway.webhooks import WebhookSender
 
 log = logging.getLogger("gateway")
-
-LEDGER_TIMEOUT = 1.0  # seconds a budget call may take before the request is served unchecked
 
 
 def _budget(spec: BudgetSettings) -> Budget:
@@ -58,12 +58,20 @@ class Stores:
     history: HistoryStore
 
 
-def build_stores(settings: Settings, client: RedisClient | None, database: Database) -> Stores:
+def build_stores(settings: Settings, backends: Backends) -> Stores:
+    """Each store on its backend, behind that backend's guards (memory needs none)."""
     budgets, history = backend(settings, "budgets"), backend(settings, "history")
     log.info("budgets: %s; spend history: %s", budgets, history)
-    prefix = settings.cache.key_prefix
-    ledger, book = _budget_stores(budgets, client, database, prefix)
-    return Stores(ledger, book, _history_store(settings, history, client, database))
+    client, database = backends.redis, backends.database
+    ledger, book = _budget_stores(budgets, client, database, settings.cache.key_prefix)
+    history_store = _history_store(settings, history, client, database)
+    guards = {"redis": backends.redis_guards, "sqlite": backends.sqlite_guards}
+    if budgets in guards:
+        reads, writes = guards[budgets].reads, guards[budgets].writes
+        ledger, book = GuardedLedger(ledger, reads, writes), GuardedBook(book, reads, writes)
+    if history in guards:
+        history_store = GuardedHistory(history_store, guards[history].reads, guards[history].writes)
+    return Stores(ledger, book, history_store)
 
 
 def _budget_stores(
@@ -127,14 +135,9 @@ class Spending:
 
 
 def build_spending(
-    settings: Settings,
-    client: RedisClient | None,
-    database: Database,
-    *,
-    metrics: Metrics,
-    background: Background,
+    settings: Settings, backends: Backends, *, metrics: Metrics, background: Background
 ) -> Spending:
-    stores = build_stores(settings, client, database)
+    stores = build_stores(settings, backends)
     policies = Policies(configured_budgets(settings))
     alerts = settings.alerts
     webhooks = WebhookSender(
@@ -144,7 +147,6 @@ def build_spending(
     keeper = BudgetKeeper(
         stores.ledger,
         policies,
-        guard=StoreGuard("budgets", timeout=LEDGER_TIMEOUT),
         alerts=watch,
         spawn=background.spawn,
         observe=lambda account, used: metrics.budget(

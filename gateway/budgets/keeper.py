@@ -20,7 +20,7 @@ from gateway.budgets.money import units_to_usd_text
 from gateway.budgets.period import rfc3339
 from gateway.budgets.policies import Policies
 from gateway.errors import InsufficientQuota
-from gateway.store import StoreGuard, StoreUnavailable
+from gateway.store import StoreUnavailable
 
 log = logging.getLogger("gateway.budgets")
 
@@ -68,7 +68,6 @@ class BudgetKeeper:
         ledger: Ledger,
         policies: Policies,
         *,
-        guard: StoreGuard,
         alerts: AlertWatch | None = None,
         spawn: Spawn | None = None,
         observe: Observe | None = None,
@@ -76,7 +75,6 @@ class BudgetKeeper:
     ) -> None:
         self._ledger = ledger
         self._policies = policies
-        self._guard = guard
         self._alerts = alerts
         self._spawn = spawn
         self._observe = observe
@@ -89,7 +87,7 @@ class BudgetKeeper:
         if not accounts:
             return None
         try:
-            reply = await self._guard.call(lambda: self._ledger.reserve(accounts, cost))
+            reply = await self._ledger.reserve(accounts, cost)
         except StoreUnavailable:
             return Hold(accounts, 0, None)
         if not reply.granted:
@@ -108,7 +106,7 @@ class BudgetKeeper:
         used = tuple(u + delta for u in hold.used)
         if delta:
             try:
-                used = await self._guard.call(lambda: self._ledger.adjust(hold.accounts, delta))
+                used = await self._ledger.adjust(hold.accounts, delta)
             except StoreUnavailable:
                 log.warning("budget settlement of %d units not written", delta)
         self._report(hold.accounts, used)

@@ -13,7 +13,6 @@ from gateway.budgets.money import usd_to_units
 from gateway.budgets.policies import Policies
 from gateway.budgets.redis import RedisLedger
 from gateway.errors import InsufficientQuota
-from gateway.store import StoreGuard
 from tests.ratelimit.conftest import make_client
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
@@ -25,7 +24,7 @@ def keeper(ledger: Ledger, clock: FakeClock, team_usd: str = "10") -> BudgetKeep
     policies = Policies(
         {("key", "alice"): Budget.of(1, "daily"), ("team", "red"): Budget.of(team_usd, "monthly")}
     )
-    return BudgetKeeper(ledger, policies, guard=StoreGuard("budgets", timeout=1.0), clock=clock)
+    return BudgetKeeper(ledger, policies, clock=clock)
 
 
 async def test_a_caller_without_a_budget_is_not_asked_about(
@@ -114,7 +113,6 @@ async def test_a_refusal_sends_the_budget_spent_alert(ledger: Ledger, clock: Fak
     budgets = BudgetKeeper(
         ledger,
         Policies({("key", "alice"): Budget.of(1, "daily")}),
-        guard=StoreGuard("budgets", timeout=1.0),
         alerts=AlertWatch(ledger, sent.append, clock=clock),
         spawn=background.spawn,
         clock=clock,
