@@ -332,7 +332,8 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     app[SERVER_SETTINGS] = settings.server
     handlers = build_handlers(parts)
     app.add_routes(handlers.routes())
-    app.add_routes(KeyRoutes(parts.admin, settings.auth).routes())
+    key_routes = KeyRoutes(parts.admin, settings.auth, parts.spending.admin)
+    app.add_routes(key_routes.routes())
     app.add_routes(spending_routes(parts, handlers))
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))

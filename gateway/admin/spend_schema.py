@@ -86,6 +86,8 @@ SCHEMAS: dict[str, Schema] = {
     "UsageEmbeddingsPage": _page("UsageEmbeddingsResult"),
     "CostsPage": _page("CostsResult"),
     "Budget": BUDGET,
+    "BudgetShown": BUDGET_OUT,
+    "BudgetUsage": USAGE_OUT,
     "Project": _closed(
         {
             "object": {"const": "organization.project"},
@@ -95,13 +97,8 @@ SCHEMAS: dict[str, Schema] = {
             "archived_at": {"type": ["integer", "null"]},
             "status": {"enum": ["active", "archived"]},
             "source": {"enum": ["config", "runtime"]},
-            "budget": {"anyOf": [BUDGET_OUT, {"type": "null"}]},
-            "budget_usage": {
-                "anyOf": [
-                    USAGE_OUT,
-                    {"type": "null"},
-                ]
-            },
+            "budget": {"anyOf": [_ref("BudgetShown"), {"type": "null"}]},
+            "budget_usage": {"anyOf": [_ref("BudgetUsage"), {"type": "null"}]},
         }
     ),
     "ProjectList": _closed(
