@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.background import BackgroundLoop
 from tests.support.stack import Stack
-from tests.test_budgets_api import ALICE, INTERNAL, budget_config, embed
+from tests.test_budgets_api import ALICE, BOB, INTERNAL, budget_config, embed
 
 KEYS = "/v1/organization/api_keys"
 
@@ -68,3 +68,13 @@ def test_a_bad_budget_changes_nothing(gateway: Stack) -> None:
     response = admin(gateway, "POST", f"/{key['id']}", {"name": "new", "budget": {"usd": -5}})
     assert response.status_code == 400
     assert admin(gateway, "GET", f"/{key['id']}").json()["name"] == "etl"
+
+
+def test_a_config_key_takes_a_budget_but_no_other_change(gateway: Stack) -> None:
+    listed = admin(gateway, "GET", "").json()["data"]
+    bob = next(key for key in listed if key["name"] == "bob")
+    changed = admin(gateway, "POST", f"/{bob['id']}", {"budget": {"usd": 0.0000001}})
+    assert changed.status_code == 200 and changed.json()["budget"]["usd"] == "0.0000001"
+    assert embed(gateway, BOB, "word " * 20).status_code == 429
+    renamed = admin(gateway, "POST", f"/{bob['id']}", {"name": "robert", "budget": None})
+    assert renamed.status_code >= 400

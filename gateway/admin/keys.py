@@ -123,7 +123,11 @@ class KeyRoutes:
     async def _update(self, request: web.Request) -> Outcome:
         body, budget = self._split_budget(await _json(request))
         changes = parse_changes(body, self._admin.model_names, create=False)
-        key = await self._admin.update(request.match_info["key_id"], changes)
+        key_id = request.match_info["key_id"]
+        if budget and not body:  # a budget alone: config keys take one too
+            key = await self._admin.get(key_id)
+        else:
+            key = await self._admin.update(key_id, changes)
         if self._budgets is not None:
             await self._budgets.apply("key", key.id, budget)
         used = await self._admin.last_used()
