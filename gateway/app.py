@@ -299,6 +299,10 @@ def metrics_seed(settings: Settings, catalog: Catalog, app: web.Application) -> 
     )
 
 
+async def key_teams(admin: KeyAdmin) -> list[str]:
+    return [key.team for key in await admin.list()]
+
+
 def spending_routes(parts: Parts, handlers: Handlers) -> list[web.RouteDef]:
     """The organization usage and costs reports, and teams as projects with budgets."""
     settings, spending = parts.settings, parts.spending
@@ -314,6 +318,7 @@ def spending_routes(parts: Parts, handlers: Handlers) -> list[web.RouteDef]:
         spending.admin,
         internal_token=settings.auth.internal_token,
         config_teams=teams,
+        key_teams=lambda: key_teams(parts.admin),
         started_at=handlers.created,
     )
     return spend.routes() + projects.routes()

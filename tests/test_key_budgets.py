@@ -78,3 +78,15 @@ def test_a_config_key_takes_a_budget_but_no_other_change(gateway: Stack) -> None
     assert embed(gateway, BOB, "word " * 20).status_code == 429
     renamed = admin(gateway, "POST", f"/{bob['id']}", {"name": "robert", "budget": None})
     assert renamed.status_code >= 400
+
+
+def test_a_team_named_by_a_runtime_key_is_a_project_that_takes_a_budget(gateway: Stack) -> None:
+    key = admin(gateway, "POST", "", {"name": "etl", "team": "data"}).json()
+    project = httpx.post(
+        f"{gateway.url}/v1/organization/projects/data",
+        json={"budget": {"usd": 0.0000001, "period": "daily"}},
+        headers={"Authorization": f"Bearer {INTERNAL}"},
+        timeout=10,
+    )
+    assert project.status_code == 200 and project.json()["budget"]["period"] == "daily"
+    assert embed(gateway, key["value"], "word " * 20).status_code == 429
