@@ -169,9 +169,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
     offload = OffLoop(settings.server.offload_per_key)
     providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
     background = Background()
-    spending = build_spending(
-        settings, backends.redis, backends.database, metrics=metrics, background=background
-    )
+    spending = build_spending(settings, backends, metrics=metrics, background=background)
     service = EmbeddingService(
         cache,
         build_fetcher(settings.fetch, build_router(settings.upstream, providers, metrics)),
