@@ -106,7 +106,11 @@ async def test_fifty_concurrent_reservations_on_redis_never_overshoot(
 async def test_fifty_concurrent_reservations_on_sqlite_never_overshoot(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    ledgers: list[Ledger] = [SqliteLedger(Database(tmp_path), clock) for _ in range(5)]
+    """Five connections to one file (five workers) race for a budget of ten requests."""
+    databases = [Database(tmp_path) for _ in range(5)]
+    for database in databases:  # opened one after another, as workers start
+        database.call(lambda _: None)
+    ledgers: list[Ledger] = [SqliteLedger(database, clock) for database in databases]
     try:
         assert await reserve_concurrently(ledgers, 10**6, 50) == 10
     finally:
