@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.catalog import Model
+from gateway.history.buffer import HistoryBuffer
 from gateway.metrics import Metrics
 from gateway.service import Caller, EmbeddingResult
 from gateway.usage import Counts, Row, UsageRecord
@@ -30,9 +31,12 @@ def usd(amount: float) -> str:
 
 
 class Accountant:
-    def __init__(self, metrics: Metrics, usage: UsageBuffer) -> None:
+    def __init__(
+        self, metrics: Metrics, usage: UsageBuffer, history: HistoryBuffer | None = None
+    ) -> None:
         self._metrics = metrics
         self._usage = usage
+        self._history = history
 
     def record(self, caller: Caller, model: Model, result: EmbeddingResult) -> Charge:
         charge = Charge(model.cost_usd(result.miss_tokens), model.cost_usd(result.saved_tokens))
@@ -51,4 +55,6 @@ class Accountant:
             billed_tokens=result.miss_tokens,
         )
         self._usage.add(UsageRecord(Row(caller.principal.key_id, team, model.name), counts))
+        if self._history is not None:
+            self._history.add(caller.principal.key_id, team, model.name, counts)
         return charge

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from gateway.accounting import Accountant
 from gateway.admin.keys import KeyRoutes
+from gateway.admin.projects import ProjectRoutes
+from gateway.admin.spend import SpendRoutes
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.directory import KeyDirectory
 from gateway.auth import KeyRing
@@ -42,6 +44,7 @@ from gateway.settings import (
     UpstreamSettings,
     backend,
 )
+from gateway.spending import Spending, build_spending
 from gateway.stores import (
     Backends,
     build_backends,
@@ -144,6 +147,7 @@ class Parts:
     backends: Backends
     limits: TenantLimits
     offload: OffLoop
+    spending: Spending
 
 
 def build_keys(settings: Settings, backends: Backends, catalog: Catalog, workers: int) -> KeyAdmin:
@@ -165,6 +169,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
     offload = OffLoop(settings.server.offload_per_key)
     providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
     background = Background()
+    spending = build_spending(settings, backends, metrics=metrics, background=background)
     service = EmbeddingService(
         cache,
         build_fetcher(settings.fetch, build_router(settings.upstream, providers, metrics)),
@@ -175,6 +180,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         offload=offload,
         memo=TokenMemo(settings.cache.token_memo_bytes),
         tokenizers=build_tokenizers(settings, providers),
+        budgets=spending.keeper,
     )
     usage = UsageBuffer(build_usage(backends))
     admin = build_keys(settings, backends, catalog, workers)
@@ -197,6 +203,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         backends,
         limits,
         offload,
+        spending,
     )
 
 
@@ -225,7 +232,7 @@ def build_handlers(parts: Parts) -> Handlers:
         cache=parts.cache,
         keys=parts.keys,
         auth=settings.auth,
-        accountant=Accountant(parts.metrics, parts.usage),
+        accountant=Accountant(parts.metrics, parts.usage, parts.spending.history),
         usage_store=parts.usage,
         registry=parts.metrics,
         metrics_need_token=settings.metrics.require_internal_token,
@@ -258,7 +265,9 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
         await load_keys(parts.directory)
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(parts.usage.run()), loop.create_task(parts.directory.run())]
+        spending_tasks = await parts.spending.start()
         yield
+        await parts.spending.stop(spending_tasks)
         for task in tasks:
             await stop_task(task)
         await parts.background.drain()
@@ -266,6 +275,7 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
         await parts.directory.tick()
         for provider in parts.providers.values():
             await provider.close()
+        await parts.spending.close()
         await parts.limiter.close()
         await parts.cache.close()
         await parts.backends.close()
@@ -287,6 +297,31 @@ def metrics_seed(settings: Settings, catalog: Catalog, app: web.Application) -> 
     )
 
 
+async def key_teams(admin: KeyAdmin) -> list[str]:
+    return [key.team for key in await admin.list()]
+
+
+def spending_routes(parts: Parts, handlers: Handlers) -> list[web.RouteDef]:
+    """The organization usage and costs reports, and teams as projects with budgets."""
+    settings, spending = parts.settings, parts.spending
+    spend = SpendRoutes(
+        spending.history,
+        parts.catalog,
+        handlers.authenticate,
+        sees_everything=lambda p: p.internal or not parts.keys.enabled,
+    )
+    teams = [key.team for key in settings.auth.keys] + list(settings.teams)
+    projects = ProjectRoutes(
+        spending.book,
+        spending.admin,
+        internal_token=settings.auth.internal_token,
+        config_teams=teams,
+        key_teams=lambda: key_teams(parts.admin),
+        started_at=handlers.created,
+    )
+    return spend.routes() + projects.routes()
+
+
 def build_app(settings: Settings, workers: int = 1) -> web.Application:
     """``workers``: how many processes serve this port (their limits split without Redis)."""
     parts = build_parts(settings, workers)
@@ -298,8 +333,11 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     app[BACKGROUND] = parts.background
     app[KEY_DIRECTORY] = parts.directory
     app[SERVER_SETTINGS] = settings.server
-    app.add_routes(build_handlers(parts).routes())
-    app.add_routes(KeyRoutes(parts.admin, settings.auth).routes())
+    handlers = build_handlers(parts)
+    app.add_routes(handlers.routes())
+    key_routes = KeyRoutes(parts.admin, settings.auth, parts.spending.admin)
+    app.add_routes(key_routes.routes())
+    app.add_routes(spending_routes(parts, handlers))
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))
     return app

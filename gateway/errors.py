@@ -11,6 +11,7 @@
     ├── RequestTimeout                408 invalid_request_error (a stalled body)
     ├── PayloadTooLarge               413 invalid_request_error
     ├── RateLimited                   429 requests|tokens / rate_limit_exceeded
+    ├── InsufficientQuota             429 insufficient_quota (a spent budget)
     ├── UpstreamError                 502 upstream_error
     │   └── ProviderMisconfigured      502 upstream_error, never retried (the gateway's credentials)
     ├── ServiceUnavailable            503 service_unavailable
@@ -151,6 +152,15 @@ class RateLimited(GatewayError):
     default_code = "rate_limit_exceeded"
     should_retry = True
     scope = "key"  # which bucket ran dry: ip, key or model
+
+
+class InsufficientQuota(GatewayError):
+    """OpenAI's answer to an exhausted quota; retrying before the budget resets cannot help."""
+
+    status = 429
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
+    should_retry = False
 
 
 class UpstreamError(GatewayError):

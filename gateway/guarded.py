@@ -7,6 +7,8 @@ breakers, fallbacks and error logs live here and in the guard, nowhere else.
     limiter    per-instance buckets (fail open)
     usage      writes are kept in the buffer for the next try; reads raise
     keys       each process keeps the keys it read last; admin calls raise (503)
+    budgets    requests are served unchecked and without budget headers; alerts wait
+    history    writes are kept in the buffer for the next try; reports raise (503)
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from gateway.apikeys import ApiKey, KeyStore
+from gateway.budgets import Account, Ledger, Reservation
+from gateway.budgets.book import BookStore
 from gateway.cache import Cache
+from gateway.history import HistoryStore
+from gateway.history import Table as HistoryTable
 from gateway.ratelimit import Limiter
 from gateway.ratelimit.bucket import BucketRequest, Decision
 from gateway.store import SELF_BOUNDED, StoreGuard, StoreUnavailable
@@ -137,6 +143,71 @@ class GuardedKeys:
 
     async def last_used(self) -> dict[str, int]:
         return await self._guard.call(self._inner.last_used, timeout=self._timeout)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class GuardedLedger:
+    """Reservations are on the request path (the reads guard); alert claims are background
+    writes."""
+
+    def __init__(self, inner: Ledger, reads: StoreGuard, writes: StoreGuard) -> None:
+        self._inner = inner
+        self._reads = reads
+        self._writes = writes
+        self.name = inner.name
+
+    async def reserve(self, accounts: Sequence[Account], cost: int) -> Reservation:
+        return await self._reads.call(lambda: self._inner.reserve(accounts, cost))
+
+    async def adjust(self, accounts: Sequence[Account], delta: int) -> tuple[int, ...]:
+        return await self._reads.call(lambda: self._inner.adjust(accounts, delta))
+
+    async def claim(self, marker: str, expires_at: int) -> bool:
+        return await self._writes.call(lambda: self._inner.claim(marker, expires_at))
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class GuardedBook:
+    def __init__(self, inner: BookStore, reads: StoreGuard, writes: StoreGuard) -> None:
+        self._inner = inner
+        self._reads = reads
+        self._writes = writes
+        self.name = inner.name
+
+    async def put(self, name: str, body: bytes | None) -> None:
+        await self._writes.call(lambda: self._inner.put(name, body))
+
+    async def entries(self) -> dict[str, bytes]:
+        return await self._reads.call(self._inner.entries)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class GuardedHistory:
+    def __init__(self, inner: HistoryStore, reads: StoreGuard, writes: StoreGuard) -> None:
+        self._inner = inner
+        self._reads = reads
+        self._writes = writes
+        self.name = inner.name
+
+    async def add(self, delta: HistoryTable) -> None:
+        timeout = self._writes.timeout * WRITE_TIMEOUTS
+        await self._writes.call(lambda: self._inner.add(delta), timeout=timeout)
+
+    async def read(self, first_hour: int, end_hour: int) -> HistoryTable:
+        timeout = self._reads.timeout * WRITE_TIMEOUTS * 2  # a pipeline over many hours
+        return await self._reads.call(
+            lambda: self._inner.read(first_hour, end_hour), timeout=timeout
+        )
+
+    async def prune(self, before_hour: int) -> None:
+        timeout = self._writes.timeout * WRITE_TIMEOUTS
+        await self._writes.call(lambda: self._inner.prune(before_hour), timeout=timeout)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -84,6 +84,9 @@ class Handlers:
         ip = ip or self._ip(request)
         return Caller(principal, ip, principal.cache_scope(self.auth.cache_scope))
 
+    def authenticate(self, request: web.Request) -> Principal:
+        return self._caller(request).principal
+
     async def embeddings(self, request: web.Request) -> web.Response:
         """Charged from the headers alone, before any byte of the body is read: a failed
         authentication pays the IP's bucket; a known caller takes one of its in-flight slots
@@ -123,6 +126,8 @@ class Handlers:
             upstream_ms=round(result.upstream_seconds * 1000, 3),
         )
         headers = cache_headers(result) | quota.headers(result.quota) | charge.headers()
+        if result.budget is not None:
+            headers |= result.budget.headers()
         return web.Response(body=body, content_type=JSON, headers=headers)
 
     async def _parse(self, caller: Caller, body: bytes) -> protocol.EmbeddingRequest:

@@ -39,6 +39,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     values,
@@ -110,6 +111,7 @@ class Metrics:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._edge_metrics(registry)
         self._backend_metrics(registry)
+        self._budget_metrics(registry)
         self._scrape = multiprocess_registry() if multiprocess_active() else registry
 
     def _edge_metrics(self, registry: CollectorRegistry) -> None:
@@ -173,7 +175,22 @@ class Metrics:
             buckets=CACHE_BUCKETS,
         )
 
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+    def _budget_metrics(self, registry: CollectorRegistry) -> None:
+        # Several workers: the most recent write wins, which is the latest reading of the
+        # shared ledger (every worker reads the same counters).
+        gauge = functools.partial(Gauge, registry=registry, multiprocess_mode="mostrecent")
+        self._budget_used = gauge(
+            "gateway_budget_used_usd",
+            "Upstream spend counted against a budget in its current period (scope: key, team).",
+            ("scope", "owner"),
+        )
+        self._budget_limit = gauge(
+            "gateway_budget_limit_usd",
+            "A budget per period (scope: key, team).",
+            ("scope", "owner"),
+        )
+
+    def _child(self, metric: Counter | Histogram | Gauge, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: labels() takes a lock and builds a tuple on
         every call, and these run on every request. Label sets are bounded (see above)."""
         key = (id(metric), labels)
@@ -249,6 +266,11 @@ class Metrics:
         self._child(self._upstream, provider, model, str(status)).inc()
         self._child(self._upstream_seconds, provider, model).observe(seconds)
         self._child(self._upstream_inputs, provider, model).inc(inputs)
+
+    def budget(self, scope: str, owner: str, used_usd: float, limit_usd: float) -> None:
+        """``owner`` is a key's id or a team's name, as configured: never a secret."""
+        self._child(self._budget_used, scope, owner).set(used_usd)
+        self._child(self._budget_limit, scope, owner).set(limit_usd)
 
     def rate_limited(self, scope: str, key: str) -> None:
         self._child(self._rate_limited, scope, key).inc()

@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 from gateway.admin import schema as admin_schema
+from gateway.admin import spend_schema
 from gateway.catalog import Catalog
 from gateway.protocol import MAX_INPUTS
 from gateway.tokens import MAX_TOKEN_ID
@@ -136,6 +137,14 @@ HEADERS: dict[str, Schema] = {
     "Cache": {"required": True, "schema": {"enum": ["HIT", "MISS", "PARTIAL"]}},
     "CacheHits": {"required": True, "schema": STRING | {"pattern": "^[0-9]+/[0-9]+$"}},
     "ShouldRetry": {"schema": {"enum": ["true", "false"]}},
+    "BudgetRemaining": {
+        "description": "A budgeted key only: USD left of its tighter budget (key or team).",
+        "schema": STRING | {"pattern": r"^[0-9]+(\.[0-9]+)?$"},
+    },
+    "BudgetReset": {
+        "description": "A budgeted key only: when that budget's period ends (RFC 3339, UTC).",
+        "schema": STRING | {"format": "date-time"},
+    },
     "RetryAfter": {"description": "Seconds to wait.", "schema": STRING},
 }
 
@@ -214,7 +223,12 @@ def _operation(
 def _api_paths(prefix: str, suffix: str, security: list[dict[str, list[str]]]) -> Schema:
     # A key is optional for the model list: without one, the public list.
     listing = security if {} in security else [*security, {}]
-    cache = {"x-cache": _ref("Cache", "headers"), "x-cache-hits": _ref("CacheHits", "headers")}
+    cache = {
+        "x-cache": _ref("Cache", "headers"),
+        "x-cache-hits": _ref("CacheHits", "headers"),
+        "x-gateway-budget-remaining-usd": _ref("BudgetRemaining", "headers"),
+        "x-gateway-budget-reset": _ref("BudgetReset", "headers"),
+    }
     embedded = _answer("The vectors, in input order", _ref("EmbeddingResponse"), cache)
     return {
         f"{prefix}/embeddings": {
@@ -297,10 +311,11 @@ def document(catalog: Catalog, *, auth_required: bool) -> Schema:
     paths = _service_paths()
     for prefix, suffix in PREFIXES.items():
         paths |= _api_paths(prefix, suffix, security)
-    paths |= admin_schema.paths()
+    paths |= admin_schema.paths() | spend_schema.paths()
     components = {
         "schemas": SCHEMAS
         | admin_schema.SCHEMAS
+        | spend_schema.SCHEMAS
         | {"EmbeddingRequest": _request_schema([m.name for m in catalog])},
         "responses": {f"Error{status}": _error_response(status) for status in EMBEDDING_ERRORS},
         "headers": HEADERS,

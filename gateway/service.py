@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from gateway import batching, codec
 from gateway.auth import Principal
 from gateway.background import Background
+from gateway.budgets.keeper import BudgetKeeper, Hold, Standing
+from gateway.budgets.money import token_cost
 from gateway.cache import Cache
 from gateway.canonical import Prepared, prepare
 from gateway.catalog import Model
@@ -54,6 +56,7 @@ class EmbeddingResult:
     miss_tokens: int  # the upstream-reported tokens this request paid for
     upstream_seconds: float
     quota: Quota
+    budget: Standing | None = None  # the caller's tightest budget after this request
 
     @property
     def saved_tokens(self) -> int:
@@ -68,6 +71,7 @@ def _result(
     batch_plan: batching.Plan,
     upstream_seconds: float,
     quota: Quota,
+    budget: Standing | None,
 ) -> EmbeddingResult:
     own = [entry for entry in fetched if not entry.joined]
     return EmbeddingResult(
@@ -81,6 +85,7 @@ def _result(
         miss_tokens=sum(entry.tokens for entry in own),
         upstream_seconds=upstream_seconds,
         quota=quota,
+        budget=budget,
     )
 
 
@@ -101,6 +106,7 @@ class EmbeddingService:
         memo: TokenMemo | None = None,
         tokenizers: Tokenizers | None = None,
         offload: OffLoop | None = None,
+        budgets: BudgetKeeper | None = None,
     ) -> None:
         self._tokenizers = tokenizers or Tokenizers()
         self._cache = cache
@@ -111,6 +117,7 @@ class EmbeddingService:
         self._key_prefix = key_prefix
         self._background = background
         self._offload = offload or OffLoop(per_tenant=2)
+        self._budgets = budgets
 
     async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingResult:
         model = request.model
@@ -127,11 +134,18 @@ class EmbeddingService:
         keys = cache_keys(self._key_prefix, hasher, prepared.kind, prepared.canonical)
         found = [codec.unpack(v, stored_dimensions) for v in await self._cache.get_many(keys)]
         batch_plan = batching.plan(keys, found)
+        hold = await self._reserve(caller, model, prepared, batch_plan)
         started = time.perf_counter()
-        fetched = await self._fetch(
-            model, prepared, batch_plan, keys, fetch_dimensions, scope=caller.cache_scope
-        )
+        try:
+            fetched = await self._fetch(
+                model, prepared, batch_plan, keys, fetch_dimensions, scope=caller.cache_scope
+            )
+        except BaseException:
+            if hold is not None and self._budgets is not None:
+                self._background.spawn(self._budgets.release(hold))
+            raise
         upstream_seconds = time.perf_counter() - started if fetched else 0.0
+        budget = await self._settle(hold, model, fetched)
         self._store(keys, batch_plan, fetched, stored_dimensions)
         entries = batching.merge(found, batch_plan, fetched)
         vectors = [entry.vector for entry in entries]
@@ -146,7 +160,29 @@ class EmbeddingService:
             batch_plan=batch_plan,
             upstream_seconds=upstream_seconds,
             quota=quota,
+            budget=budget,
         )
+
+    async def _reserve(
+        self, caller: Caller, model: Model, prepared: Prepared, batch_plan: batching.Plan
+    ) -> Hold | None:
+        """After the cache lookup, so only misses cost: their estimated price is reserved on
+        the key's and the team's budgets before anything goes upstream."""
+        if self._budgets is None or caller.principal.internal:
+            return None
+        tokens = sum(prepared.counts[p] for p in batch_plan.fetch_positions)
+        cost = token_cost(tokens, model.price_per_million)
+        principal = caller.principal
+        return await self._budgets.reserve(principal.key_id, principal.team, cost)
+
+    async def _settle(
+        self, hold: Hold | None, model: Model, fetched: Sequence[codec.Entry]
+    ) -> Standing | None:
+        """The upstream-reported tokens of this request's own fetches are what it paid."""
+        if hold is None or self._budgets is None:
+            return None
+        paid = sum(entry.tokens for entry in fetched if not entry.joined)
+        return await self._budgets.settle(hold, token_cost(paid, model.price_per_million))
 
     async def _prepare(
         self, request: EmbeddingRequest, tokenizer: ScopedTokenizer, tenant: str

@@ -168,6 +168,14 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetSettings:
+    """Upstream spend allowed per UTC calendar period (weeks start on Monday)."""
+
+    usd: float = field(metadata=NON_NEGATIVE)
+    period: Literal["daily", "weekly", "monthly"] = "monthly"
+
+
+@dataclass(frozen=True, slots=True)
 class KeySettings:
     name: str
     sha256: str = field(repr=False, metadata=SHA256_HEX)  # python -m gateway hash-key
@@ -176,6 +184,12 @@ class KeySettings:
     team: str = ""
     models: tuple[str, ...] = ()  # empty: every model
     limits: LimitSettings = LimitSettings()
+    budget: BudgetSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamSettings:
+    budget: BudgetSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,19 +211,24 @@ EMBEDDED: dict[str, Backend] = {
     "limiter": "memory",
     "usage": "sqlite",
     "keys": "sqlite",
+    "budgets": "sqlite",
+    "history": "sqlite",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     """Where each store keeps its state. ``auto``: Redis (or Redis Cluster, by the URL) when
-    cache.redis_url is set, else the embedded default (memory, or SQLite for usage and keys)."""
+    cache.redis_url is set, else the embedded default (memory, or SQLite for usage, keys,
+    budgets and history)."""
 
     data_dir: str = ".gateway"  # the SQLite file lives here
     cache: Literal["auto", "memory", "redis"] = "auto"
     limiter: Literal["auto", "memory", "redis"] = "auto"
     usage: Literal["auto", "memory", "sqlite", "redis"] = "auto"
     keys: Literal["auto", "memory", "sqlite", "redis"] = "auto"
+    budgets: Literal["auto", "memory", "sqlite", "redis"] = "auto"
+    history: Literal["auto", "memory", "sqlite", "redis"] = "auto"
     # How often each instance checks for key changes made elsewhere (a revoke lands within it).
     keys_refresh_seconds: float = field(default=0.5, metadata=POSITIVE)
 
@@ -222,6 +241,24 @@ def backend(settings: Settings, store: str) -> Backend:
     return "redis" if settings.cache.redis_url else EMBEDDED[store]
 
 
+THRESHOLD = _check(
+    lambda v: all(0 < t <= 10 for t in v), "must be fractions of the budget, > 0 and <= 10"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    webhooks: tuple[str, ...] = ()  # each gets a JSON POST per threshold crossed
+    thresholds: tuple[float, ...] = field(default=(0.5, 0.8, 1.0), metadata=THRESHOLD)
+    timeout: float = field(default=5.0, metadata=POSITIVE)  # seconds per delivery attempt
+    max_attempts: int = field(default=3, metadata=POSITIVE_INT)
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    retention_days: int = field(default=400, metadata=POSITIVE_INT)  # hourly usage kept
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = ServerSettings()
@@ -232,6 +269,9 @@ class Settings:
     limits: RateLimitSettings = RateLimitSettings()
     metrics: MetricsSettings = MetricsSettings()
     stores: StoreSettings = StoreSettings()
+    teams: dict[str, TeamSettings] = field(default_factory=dict)
+    alerts: AlertSettings = AlertSettings()
+    history: HistorySettings = HistorySettings()
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
     models: dict[str, ModelSettings] = field(default_factory=dict)
 

@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from tests.support.background import BackgroundLoop
+from tests.support.redis_cluster import RedisCluster, cluster_supported
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
 
@@ -14,6 +15,18 @@ from tests.support.stack import Stack
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def cluster_nodes() -> Iterator[RedisCluster]:
+    """A real 3-node Redis Cluster for the session, for store suites that run over it."""
+    reason = cluster_supported()
+    if reason is not None:
+        pytest.fail(reason)
+    nodes = RedisCluster()
+    nodes.start()
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture

@@ -75,6 +75,7 @@ def gateway(upstream: FakeUpstream, redis_server: RedisServer, tmp_path: Path) -
             if name == "gamma"
             else {}
         )
+        | ({"budget": {"usd": 100, "period": "monthly"}} if name == "alpha" else {})
         for name, team in KEYS.items()
     ]
     overrides = {

@@ -24,6 +24,13 @@ PURE = [
     "gateway.apikeys.requests",
     "gateway.apikeys.views",
     "gateway.apikeys.admin",
+    "gateway.budgets",
+    "gateway.budgets.money",
+    "gateway.budgets.period",
+    "gateway.budgets.policies",
+    "gateway.budgets.alerts",
+    "gateway.history.query",
+    "gateway.history.report",
 ]
 
 

@@ -46,6 +46,7 @@ KEY_FIELDS: Schema = {
     "team": {"type": "string", "maxLength": MAX_TEXT},
     "models": {"type": "array", "items": _STRING},
     "limits": _ref("ApiKeyLimits"),
+    "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
 }
 API_KEY: Schema = {
     "object": {"const": OBJECT},
@@ -59,6 +60,8 @@ API_KEY: Schema = {
     "last_used_at": _OPTIONAL_TIME,
     "source": {"enum": ["runtime", "config"]},
     "previous_value_expires_at": _OPTIONAL_TIME,
+    "budget": {"anyOf": [_ref("BudgetShown"), {"type": "null"}]},
+    "budget_usage": {"anyOf": [_ref("BudgetUsage"), {"type": "null"}]},
     "value": _STRING | {"description": "The secret: only in the answer to create and rotate."},
 }
 

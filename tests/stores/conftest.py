@@ -25,21 +25,10 @@ from gateway.usage import UsageStore
 from gateway.usage.memory import MemoryUsage
 from gateway.usage.redis import RedisUsage
 from gateway.usage.sqlite import SqliteUsage
-from tests.support.redis_cluster import RedisCluster, cluster_supported
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 BACKENDS = ["memory", "sqlite", "redis", "cluster"]
-
-
-@pytest.fixture(scope="session")
-def cluster_nodes() -> Iterator[RedisCluster]:
-    reason = cluster_supported()
-    if reason is not None:
-        pytest.skip(reason)
-    nodes = RedisCluster()
-    nodes.start()
-    yield nodes
-    nodes.stop()
 
 
 @pytest.fixture

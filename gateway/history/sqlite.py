@@ -1,0 +1,71 @@
+"""Spend history in the embedded SQLite file: one row per (hour, key, team, model), upserted
+in one transaction per write; kept across restarts and shared by one machine's workers."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+from gateway.embedded import Database, transaction
+from gateway.history import FIELDS, Counts, Slot, Table
+
+T = TypeVar("T")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS usage_hourly (
+    hour INTEGER NOT NULL, key TEXT NOT NULL, team TEXT NOT NULL, model TEXT NOT NULL,
+    {", ".join(f"{name} INTEGER NOT NULL" for name in FIELDS)},
+    PRIMARY KEY (hour, key, team, model)
+);
+"""
+_COLUMNS = ", ".join(FIELDS)
+_UPSERT = (
+    f"INSERT INTO usage_hourly (hour, key, team, model, {_COLUMNS}) "
+    f"VALUES (?, ?, ?, ?, {', '.join('?' for _ in FIELDS)}) "
+    "ON CONFLICT (hour, key, team, model) DO UPDATE SET "
+    + ", ".join(f"{name} = {name} + excluded.{name}" for name in FIELDS)
+)
+_SELECT = (
+    f"SELECT hour, key, team, model, {_COLUMNS} FROM usage_hourly WHERE hour >= ? AND hour < ?"
+)
+
+
+class SqliteHistory:
+    name = "sqlite"
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._ready = False
+
+    async def add(self, delta: Table) -> None:
+        rows = [(*slot, *counts.values()) for slot, counts in delta.items()]
+        await self._run(lambda db: transaction(db, lambda: _upsert(db, rows)))
+
+    async def read(self, first_hour: int, end_hour: int) -> Table:
+        return await self._run(lambda db: _read(db, first_hour, end_hour))
+
+    async def prune(self, before_hour: int) -> None:
+        await self._run(lambda db: _prune(db, before_hour))
+
+    async def close(self) -> None:
+        self._database.close()
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._ready:
+            await self._database.run(lambda db: db.executescript(SCHEMA))
+            self._ready = True
+        return await self._database.run(work)
+
+
+def _upsert(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
+    db.executemany(_UPSERT, rows)
+
+
+def _prune(db: sqlite3.Connection, before_hour: int) -> None:
+    db.execute("DELETE FROM usage_hourly WHERE hour < ?", (before_hour,))
+
+
+def _read(db: sqlite3.Connection, first_hour: int, end_hour: int) -> Table:
+    cursor = db.execute(_SELECT, (first_hour, end_hour))
+    return {Slot(*values[:4]): Counts(*values[4:]) for values in cursor}
