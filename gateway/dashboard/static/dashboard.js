@@ -73,23 +73,39 @@ function days([start, end]) {
 
 // ------------------------------------------------------------------ data
 
+// One row per (day, model, key, team) from each API; every figure is a sum over rows, so the
+// usage rows (tokens, requests, inputs) and the cost rows (spend) can simply be concatenated.
+function row(bucket, r, fields) {
+  return {
+    day: isoDay(bucket.start_time),
+    model: r.model || modelOf(r.line_item),
+    project_id: r.project_id || "none",
+    api_key_id: r.api_key_id || "–",
+    requests: 0, tokens: 0, inputs: 0, cached: 0, spent: 0, saved: 0, limited: 0, errors: 0,
+    ...fields,
+  };
+}
+
+function modelOf(lineItem) {
+  return (lineItem || "–").replace(/, input$/, "");
+}
+
 function usageRows(buckets) {
-  return buckets.flatMap((bucket) =>
-    bucket.results.map((r) => ({
-      day: isoDay(bucket.start_time),
-      model: r.model || "–",
-      project_id: r.project_id || "none",
-      api_key_id: r.api_key_id || "–",
-      requests: r.num_model_requests || 0,
-      tokens: r.input_tokens || 0,
-      inputs: r.inputs || 0,
-      cached: r.cached_inputs || 0,
-      spent: r.cost_usd || 0,
-      saved: r.saved_usd || 0,
-      limited: r.rate_limited_requests || 0,
-      errors: r.upstream_errors || 0,
-    }))
-  );
+  return buckets.flatMap((bucket) => bucket.results.map((r) => row(bucket, r, {
+    requests: r.num_model_requests || 0,
+    tokens: r.input_tokens || 0,
+    inputs: r.inputs || 0,
+    cached: r.cached_inputs || 0,
+    saved: Number(r.saved_usd) || 0,
+    limited: r.rate_limited_requests || 0,
+    errors: r.upstream_errors || 0,
+  })));
+}
+
+function costRows(buckets) {
+  return buckets.flatMap((bucket) => bucket.results.map((r) => row(bucket, r, {
+    spent: Number(r.amount.value) || 0,
+  })));
 }
 
 function sum(rows, field) {
@@ -217,7 +233,8 @@ function budgetCell(budget) {
     `${escape(budget.period)}, resets ${escape(budget.reset_at.slice(0, 10))}`;
 }
 
-function topSpenders(rows, budgets) {
+function topSpenders(rows, budgets, names) {
+  const ids = new Map([...names].map(([id, name]) => [name, id]));
   const spend = (group) => [...byDayAndGroup(rows, group, "spent")].map(([name, perDay]) => ({
     kind: GROUP_LABEL[group],
     name,
@@ -227,7 +244,8 @@ function topSpenders(rows, budgets) {
     .sort((a, b) => b.spent - a.spent)
     .slice(0, 10);
   const rowsHtml = top.map((t) => {
-    const budget = budgets.get(`${t.kind}:${t.name}`);
+    const owner = t.kind === "key" ? ids.get(t.name) || t.name : t.name;
+    const budget = budgets.get(`${t.kind}:${owner}`);
     return `<tr><td>${escape(t.kind)}</td><td>${escape(t.name)}</td>` +
       `<td class="num">${escape(usd(t.spent))}</td><td>${budgetCell(budget)}</td></tr>`;
   });
@@ -258,17 +276,31 @@ function cacheTable(list) {
 
 // ------------------------------------------------------------------ budgets
 
-async function budgets() {
-  const found = new Map();
+function budgetOf(owner) {
+  if (!owner.budget || !owner.budget_usage) return null;
+  return {
+    usd: Number(owner.budget.usd),
+    period: owner.budget.period,
+    spent_usd: Number(owner.budget_usage.spent_usd),
+    reset_at: owner.budget_usage.resets_at,
+  };
+}
+
+// Budgets and key names: only the internal token may list keys and projects; a key sees
+// its own figures by id, without budgets (its budget comes back on every embeddings response).
+async function owners() {
+  const budgets = new Map();
+  const names = new Map();
   const keys = await apiOrNull("/v1/organization/api_keys?limit=100");
   const projects = await apiOrNull("/v1/organization/projects?limit=100");
   for (const key of keys ? keys.data : []) {
-    if (key.budget) found.set(`key:${key.id}`, key.budget);
+    names.set(key.id, key.name);
+    if (budgetOf(key)) budgets.set(`key:${key.id}`, budgetOf(key));
   }
   for (const project of projects ? projects.data : []) {
-    if (project.budget) found.set(`team:${project.id}`, project.budget);
+    if (budgetOf(project)) budgets.set(`team:${project.id}`, budgetOf(project));
   }
-  return found;
+  return { budgets, names, organisation: keys !== null };
 }
 
 // ------------------------------------------------------------------ the page
@@ -278,14 +310,21 @@ async function show() {
   const group = $("group").value;
   $("status").textContent = "Loading…";
   const query = `start_time=${start}&end_time=${end}&bucket_width=1d&limit=31`;
-  const rows = usageRows(await pages(
-    `/v1/organization/usage/embeddings?${query}&group_by=model,api_key_id,project_id`));
+  const groups = "group_by=model,api_key_id,project_id";
+  const { budgets, names, organisation } = await owners();
+  $("who").textContent = organisation
+    ? "Signed in with the internal token: the whole organisation."
+    : "Signed in with an API key: its own figures only.";
+  const rows = [
+    ...usageRows(await pages(`/v1/organization/usage/embeddings?${query}&${groups}`)),
+    ...costRows(await pages(`/v1/organization/costs?${query}&group_by=line_item,api_key_id,project_id`)),
+  ].map((r) => ({ ...r, api_key_id: names.get(r.api_key_id) || r.api_key_id }));
   totals(rows);
   stackedPerDay("spend-chart", "spend-table", rows, group, "spent", usd);
   stackedPerDay("saved-chart", "saved-table", rows, group, "saved", usd);
   hitRatio(rows);
   problems(rows);
-  topSpenders(rows, await budgets());
+  topSpenders(rows, budgets, names);
   cacheTable(await apiOrNull("/v1/organization/cache"));
   $("status").textContent = `Showing ${isoDay(start)} to ${isoDay(end - DAY)} (UTC).`;
   document.body.dataset.loaded = "true";
