@@ -10,7 +10,12 @@ const DASHES = [[], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3], [10, 5]];
 const PALETTE = ["#0a58ca", "#b45309", "#047857", "#7c3aed", "#be123c", "#0e7490", "#4d7c0f"];
 
 const $ = (id) => document.getElementById(id);
-const usd = (value) => "$" + value.toFixed(value !== 0 && Math.abs(value) < 0.01 ? 6 : 2);
+// Embedding prices are fractions of a cent: small amounts keep three significant digits.
+const usd = (value) => {
+  const small = value !== 0 && Math.abs(value) < 0.01;
+  const digits = small ? Math.min(12, 2 - Math.floor(Math.log10(Math.abs(value)))) : 2;
+  return "$" + value.toFixed(digits);
+};
 const count = (value) => value.toLocaleString("en-US");
 const percent = (value) => (value * 100).toFixed(1) + "%";
 const isoDay = (seconds) => new Date(seconds * 1000).toISOString().slice(0, 10);
@@ -31,11 +36,11 @@ async function api(path) {
   return body;
 }
 
+// For what only the internal token may read (keys, projects, the cache): null otherwise.
 async function apiOrNull(path) {
   try {
     return await api(path);
   } catch (error) {
-    if (error instanceof Unauthorized) throw error;
     return null;
   }
 }
@@ -181,7 +186,7 @@ function stackedPerDay(chartId, tableId, rows, group, field, format) {
   draw(chartId, "bar", labels, names.map((name) => ({
     label: name,
     data: labels.map((day) => series.get(name).get(day) || 0),
-  })));
+  })), { y: { ticks: { callback: (value) => format(value) } } });
   const body = labels.map((day) => [day, ...names.map((n) => format(series.get(n).get(day) || 0))]);
   table(tableId, ["Day", ...names.map((n) => `${GROUP_LABEL[group]} ${n}`)], body, (i) => i > 0);
 }
@@ -195,7 +200,7 @@ function hitRatio(rows) {
     return all ? cached.get(day).get(day) / all : null;
   });
   draw("ratio-chart", "line", labels, [{ label: "cached share of inputs", data: ratio }], {
-    y: { max: 1 },
+    y: { max: 1, ticks: { callback: (value) => percent(value) } },
   });
   table("ratio-table", ["Day", "Cached share"], labels.map((d, i) => [
     d, ratio[i] === null ? "no traffic" : percent(ratio[i]),
@@ -215,13 +220,19 @@ function problems(rows) {
     labels.map((d) => [d, count(on(limited, d)), count(on(errors, d))]), (i) => i > 0);
 }
 
+function setTotal(id, value, text) {
+  $(id).textContent = text;
+  $(id).dataset.value = String(value);
+}
+
 function totals(rows) {
   const inputs = sum(rows, "inputs");
-  $("total-spend").textContent = usd(sum(rows, "spent"));
-  $("total-saved").textContent = usd(sum(rows, "saved"));
-  $("total-hit-ratio").textContent = inputs ? percent(sum(rows, "cached") / inputs) : "–";
-  $("total-requests").textContent = count(sum(rows, "requests"));
-  $("total-tokens").textContent = count(sum(rows, "tokens"));
+  const ratio = inputs ? sum(rows, "cached") / inputs : null;
+  setTotal("total-spend", sum(rows, "spent"), usd(sum(rows, "spent")));
+  setTotal("total-saved", sum(rows, "saved"), usd(sum(rows, "saved")));
+  setTotal("total-hit-ratio", ratio ?? "", ratio === null ? "–" : percent(ratio));
+  setTotal("total-requests", sum(rows, "requests"), count(sum(rows, "requests")));
+  setTotal("total-tokens", sum(rows, "tokens"), count(sum(rows, "tokens")));
   $("empty-traffic").hidden = rows.length > 0;
 }
 
@@ -300,7 +311,7 @@ async function owners() {
   for (const project of projects ? projects.data : []) {
     if (budgetOf(project)) budgets.set(`team:${project.id}`, budgetOf(project));
   }
-  return { budgets, names, organisation: keys !== null };
+  return { budgets, names, organisation: keys !== null || projects !== null };
 }
 
 // ------------------------------------------------------------------ the page
