@@ -30,7 +30,7 @@ def secret(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Stack]:
-    keys = [
+    keys: list[dict[str, Any]] = [
         {"name": name, "sha256": hashlib.sha256(secret(name).encode()).hexdigest(), "team": team}
         for name, team in KEYS.items()
     ]
