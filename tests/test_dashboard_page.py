@@ -106,6 +106,7 @@ def test_the_organisation_sees_the_apis_figures_as_text(gateway: Stack, chromium
     expected = api_totals(gateway, INTERNAL)
     assert expected["spend"] > 0 and expected["saved"] > 0 and expected["requests"] == 7
     assert shown(chromium) == pytest.approx(expected, rel=1e-9)
+    assert chromium.text("total-hit-ratio") == "28.6%"  # 2 of alpha's 5 and beta's 2 inputs
     spend_text = chromium.text("total-spend")
     assert float(spend_text.removeprefix("$")) == pytest.approx(expected["spend"], rel=0.01)
     assert "the whole organisation" in chromium.text("who")
@@ -136,7 +137,7 @@ def test_every_chart_has_a_name_and_a_table_behind_it(gateway: Stack, chromium: 
         ".filter(c => !document.getElementById(c.getAttribute('aria-labelledby'))).length"
     )
     tables = chromium.run("return document.querySelectorAll('figure details table').length")
-    assert unnamed == 0 and tables == 4
+    assert unnamed == 0 and tables == 3
 
 
 def test_on_a_phone_nothing_overflows_sideways(gateway: Stack) -> None:

@@ -86,7 +86,7 @@ function row(bucket, r, fields) {
     model: r.model || modelOf(r.line_item),
     project_id: r.project_id || "none",
     api_key_id: r.api_key_id || "–",
-    requests: 0, tokens: 0, inputs: 0, cached: 0, spent: 0, saved: 0, limited: 0, errors: 0,
+    requests: 0, tokens: 0, inputs: 0, cached: 0, spent: 0, saved: 0,
     ...fields,
   };
 }
@@ -102,8 +102,6 @@ function usageRows(buckets) {
     inputs: r.inputs || 0,
     cached: r.cached_inputs || 0,
     saved: Number(r.saved_usd) || 0,
-    limited: r.rate_limited_requests || 0,
-    errors: r.upstream_errors || 0,
   })));
 }
 
@@ -205,19 +203,6 @@ function hitRatio(rows) {
   table("ratio-table", ["Day", "Cached share"], labels.map((d, i) => [
     d, ratio[i] === null ? "no traffic" : percent(ratio[i]),
   ]), (i) => i > 0);
-}
-
-function problems(rows) {
-  const labels = days(range());
-  const limited = byDayAndGroup(rows, "day", "limited");
-  const errors = byDayAndGroup(rows, "day", "errors");
-  const on = (series, day) => (series.has(day) ? series.get(day).get(day) : 0);
-  draw("problems-chart", "bar", labels, [
-    { label: "rate-limited requests", data: labels.map((d) => on(limited, d)) },
-    { label: "upstream errors", data: labels.map((d) => on(errors, d)) },
-  ]);
-  table("problems-table", ["Day", "Rate-limited requests", "Upstream errors"],
-    labels.map((d) => [d, count(on(limited, d)), count(on(errors, d))]), (i) => i > 0);
 }
 
 function setTotal(id, value, text) {
@@ -334,7 +319,6 @@ async function show() {
   stackedPerDay("spend-chart", "spend-table", rows, group, "spent", usd);
   stackedPerDay("saved-chart", "saved-table", rows, group, "saved", usd);
   hitRatio(rows);
-  problems(rows);
   topSpenders(rows, budgets, names);
   cacheTable(await apiOrNull("/v1/organization/cache"));
   $("status").textContent = `Showing ${isoDay(start)} to ${isoDay(end - DAY)} (UTC).`;
