@@ -2,8 +2,8 @@
 same rows as CSV (pure). Money is summed in exact integer units and turned into dollars last.
 
 A usage result's `input_tokens` counts every token served (hits included), `num_model_requests`
-the requests; `inputs`, `cached_inputs` and `saved_usd` are this gateway's additions. A cost result's
-`amount` is what misses cost upstream at the catalog price."""
+the requests; `inputs`, `cached_inputs` and `saved_usd` are this gateway's additions. A cost
+result's `amount` is what misses cost upstream at the catalog price."""
 
 from __future__ import annotations
 
