@@ -25,6 +25,7 @@ from gateway.cache.instrumented import InstrumentedCache
 from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
 from gateway.counting import OwnTokenizer, Tokenizers
+from gateway.dashboard import Dashboard
 from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
@@ -338,6 +339,7 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     key_routes = KeyRoutes(parts.admin, settings.auth, parts.spending.admin)
     app.add_routes(key_routes.routes())
     app.add_routes(spending_routes(parts, handlers))
+    app.add_routes(Dashboard().routes())
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))
     return app

@@ -19,7 +19,8 @@ from gateway.usage import FIELDS
 from tests.support.background import BackgroundLoop
 from tests.support.stack import Stack, shipped_settings
 
-UNDOCUMENTED = {"/metrics"}  # Prometheus text, for scrapers rather than API clients
+# Prometheus text for scrapers, and the dashboard's HTML and files for browsers: not API calls
+UNDOCUMENTED = {"/metrics", "/dashboard", "/dashboard/{asset}"}
 SETTINGS = shipped_settings("http://127.0.0.1:9/v1", "")
 CATALOG = Catalog.from_settings(SETTINGS.models)
 DOC = document(CATALOG, auth_required=False)

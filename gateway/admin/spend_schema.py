@@ -70,6 +70,7 @@ SCHEMAS: dict[str, Schema] = {
             "api_key_id": _NULLABLE_STRING,
             "project_id": _NULLABLE_STRING,
             "user_id": {"type": "null"},
+            "inputs": _COUNT,
             "cached_inputs": _COUNT,
             "saved_usd": {"type": "number", "minimum": 0},
         }

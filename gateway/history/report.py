@@ -2,8 +2,8 @@
 same rows as CSV (pure). Money is summed in exact integer units and turned into dollars last.
 
 A usage result's `input_tokens` counts every token served (hits included), `num_model_requests`
-the requests; `cached_inputs` and `saved_usd` are this gateway's additions. A cost result's
-`amount` is what misses cost upstream at the catalog price."""
+the requests; `inputs`, `cached_inputs` and `saved_usd` are this gateway's additions. A cost
+result's `amount` is what misses cost upstream at the catalog price."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ USAGE_COLUMNS = (
     "user_id",
     "input_tokens",
     "num_model_requests",
+    "inputs",
     "cached_inputs",
     "saved_usd",
 )
@@ -129,6 +130,7 @@ def usage_page(table: Table, query: Query, price: Price) -> dict[str, Any]:
             "api_key_id": named.get("api_key_id"),
             "project_id": named.get("project_id"),
             "user_id": None,
+            "inputs": total.inputs,
             "cached_inputs": total.cached_inputs,
             "saved_usd": units_to_usd(saved),
         }

@@ -67,9 +67,10 @@ def test_daily_buckets_sum_their_hours_and_every_day_has_a_bucket() -> None:
     page = usage_page(TABLE, query(), price)
     assert [b["start_time"] for b in page["data"]] == [DAY0, DAY0 + DAY, DAY0 + 2 * DAY]
     first = page["data"][0]["results"]
-    assert [(r["input_tokens"], r["num_model_requests"], r["cached_inputs"]) for r in first] == [
-        (500, 3, 1)
+    counted = [
+        (r["input_tokens"], r["num_model_requests"], r["inputs"], r["cached_inputs"]) for r in first
     ]
+    assert counted == [(500, 3, 5, 1)]
     saved = token_cost(100, 0.02)
     assert first[0]["saved_usd"] == units_to_usd(saved)
 
