@@ -3,6 +3,8 @@ and serves what it has seen from the cache. Runs over the in-memory and the Redi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import numpy as np
 import openai
@@ -15,8 +17,22 @@ from tests.support.stack import Stack
 SMALL = "text-embedding-3-small"
 
 
+OPEN_CLIENTS: list[openai.OpenAI] = []
+
+
 def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.base_url, api_key="unused", max_retries=0)
+    """A client closed after the test, so no socket of it is left for the garbage collector
+    (whose ResourceWarning would fail whichever later test it happens to run in)."""
+    made = openai.OpenAI(base_url=stack.base_url, api_key="unused", max_retries=0)
+    OPEN_CLIENTS.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    yield
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()
 
 
 def expected(text: str, model: str = SMALL, dims: int = 1536, keep: int | None = None) -> Vector:
