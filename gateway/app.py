@@ -240,6 +240,7 @@ def build_handlers(parts: Parts) -> Handlers:
         in_flight=fair_share(settings.server),
         offload=parts.offload,
         body_reader=body_reader(settings.server),
+        cache_ttl=settings.cache.ttl_seconds,
     )
 
 
