@@ -63,6 +63,7 @@ class SqliteCache:
         self._touched: set[bytes] = set()
         self._touched_at = clock()
         self.errors = 0
+        self._closed = False
 
     # -- the request path: never raises ---------------------------------------------------
 
@@ -205,6 +206,9 @@ class SqliteCache:
         return True
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for executor in (self._writer, self._reader):
             await asyncio.get_running_loop().run_in_executor(executor, self._close_thread)
             executor.shutdown(wait=False)
