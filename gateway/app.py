@@ -17,6 +17,7 @@ from gateway.admin.projects import ProjectRoutes
 from gateway.admin.spend import SpendRoutes
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.directory import KeyDirectory
+from gateway.admin.cache import CacheRoutes
 from gateway.auth import KeyRing
 from gateway.background import Background
 from gateway.breaker import CircuitBreaker
@@ -257,6 +258,16 @@ async def stop_task(task: asyncio.Task[None]) -> None:
         await task
 
 
+def build_cache_routes(parts: Parts) -> CacheRoutes:
+    return CacheRoutes(
+        parts.cache,
+        parts.service.lookup,
+        parts.catalog,
+        parts.metrics,
+        parts.settings.auth.internal_token,
+    )
+
+
 def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
         for provider in parts.providers.values():
@@ -339,6 +350,7 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     key_routes = KeyRoutes(parts.admin, settings.auth, parts.spending.admin)
     app.add_routes(key_routes.routes())
     app.add_routes(spending_routes(parts, handlers))
+    app.add_routes(build_cache_routes(parts).routes())
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))
     return app

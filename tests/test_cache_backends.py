@@ -96,3 +96,18 @@ async def test_a_request_ttl_is_applied(
         return
     clock.advance(11)
     assert await cache.get_many([short, default]) == [None, b"2"]
+
+
+async def test_a_large_redis_is_sampled_and_marked_estimated(redis_server: RedisServer) -> None:
+    client = redis.asyncio.from_url(redis_server.url)
+    await client.flushdb()
+    cache = RedisCache(client, TTL, timeout=5.0)
+    try:
+        await cache.set_many([(key, b"x" * 1000) for key in keys(*map(str, range(2500)))])
+        await client.mset({f"gw:other:{i}": b"y" for i in range(500)})
+        contents = await cache.contents()
+        assert contents.estimated is True
+        assert 2000 <= contents.models[TAG].entries <= 3000
+        assert 2000 * 1000 <= contents.models[TAG].bytes <= 3000 * 1200
+    finally:
+        await cache.close()

@@ -225,7 +225,9 @@ def _undecodable(token: int) -> bool:
     return False
 
 
-def embeddings_body(call: EmbeddingCall, usage_multiplier: float = 1.0, revision: str = "") -> bytes:
+def embeddings_body(
+    call: EmbeddingCall, usage_multiplier: float = 1.0, revision: str = ""
+) -> bytes:
     """OpenAI's success body: ``object, data, model, usage`` with ``data`` in input order."""
     tokens = round(call.tokens * usage_multiplier)
     data = [
