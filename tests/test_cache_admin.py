@@ -13,7 +13,7 @@ import orjson
 import pytest
 import redis
 
-from gateway.settings import hash_key
+from gateway.settings import hash_key, key_id
 from tests.support.background import BackgroundLoop
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
@@ -152,7 +152,8 @@ def test_a_delete_reaches_every_scope_named(background: BackgroundLoop) -> None:
     try:
         embed(stack, "private", key=ALICE)
         embed(stack, "private", key=BOB)
-        body = {"model": SMALL, "input": "private", "scopes": ["key:alice"]}
+        alice = stack.settings.auth.keys[0]
+        body = {"model": SMALL, "input": "private", "scopes": [f"key:{key_id(alice)}"]}
         assert admin(stack, "POST", "/delete", json=body).json()["deleted"] == 1
         assert embed(stack, "private", key=ALICE) == "MISS"
         assert embed(stack, "private", key=BOB) == "HIT"

@@ -16,7 +16,7 @@ SCOPE = re.compile(r"shared|(team|key):[^\s]{1,200}")
 
 
 def scopes(body: Mapping[str, Any]) -> list[str]:
-    """The scopes a delete names: "shared", "team:<team>", "key:<key name>" (default shared)."""
+    """The scopes a delete names: "shared", "team:<team>", "key:<key id>" (default shared)."""
     raw = body.get("scopes", ["shared"])
     if (
         not isinstance(raw, list)
@@ -25,7 +25,7 @@ def scopes(body: Mapping[str, Any]) -> list[str]:
     ):
         raise InvalidRequest(
             f'\'scopes\' must be a list of 1 to {MAX_SCOPES} of "shared", "team:<team>" '
-            'or "key:<key name>".',
+            'or "key:<key id>".',
             param="scopes",
         )
     return list(dict.fromkeys(raw))
