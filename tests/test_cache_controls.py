@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from gateway.settings import hash_key
 from tests.support.background import BackgroundLoop
+from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
 
 SMALL = "text-embedding-3-small"
@@ -104,3 +108,31 @@ def test_a_ttl_outside_the_configured_bounds_is_a_400(gateway: Stack, ttl: str) 
     response = embed(gateway, **{"x-gateway-cache-ttl": ttl})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "x-gateway-cache-ttl"
+
+
+def ttl_stack(background: BackgroundLoop, backend: str) -> Stack:
+    keys = [{"name": "ops", "sha256": hash_key(ALL), "cache_controls": ["ttl"]}]
+    return Stack(background, backend, {"auth": {"keys": keys}})
+
+
+def test_a_request_ttl_reaches_redis(background: BackgroundLoop, redis_server: RedisServer) -> None:
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushdb()
+        stack = ttl_stack(background, redis_server.url)
+        try:
+            embed(stack, **{"x-gateway-cache-ttl": "120"})
+            ttls = [client.ttl(key) for key in client.scan_iter(match="gw:e:*")]
+        finally:
+            stack.close()
+    assert len(ttls) == 2 and all(0 < ttl <= 120 for ttl in ttls)
+
+
+def test_a_request_ttl_reaches_the_sqlite_file(background: BackgroundLoop) -> None:
+    stack = ttl_stack(background, "sqlite")
+    try:
+        embed(stack, **{"x-gateway-cache-ttl": "120"})
+        with sqlite3.connect(Path(stack.data_dir) / "cache.db") as db:
+            lifetimes = [row[0] for row in db.execute("SELECT expires - created FROM entries")]
+    finally:
+        stack.close()
+    assert lifetimes == [120.0, 120.0]
