@@ -3,6 +3,8 @@ process on the machine (purges, deletes and refreshes seen at once), kept across
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -121,3 +123,16 @@ async def test_an_unusable_data_directory_costs_misses_not_errors(
     await cache.set_many([(key("x"), VECTOR)])
     assert await cache.read(TAG, [key("x")]) == (None, [None])
     assert cache.errors == 2
+
+
+async def test_a_hot_hit_never_waits_for_the_reader_thread(open_cache: Open) -> None:
+    cache = open_cache()
+    await cache.read(TAG, [])  # the first read opens the file
+    await cache.set_many([(key("hot"), VECTOR)])
+    busy = threading.Event()
+    cache._reader.submit(busy.wait, 5)  # the thread that reads the file is stuck
+    try:
+        async with asyncio.timeout(1):
+            assert await cache.read(TAG, [key("hot")]) == (0, [VECTOR])
+    finally:
+        busy.set()
