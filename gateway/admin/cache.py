@@ -3,6 +3,7 @@ at once (a new generation: O(1), no SCAN), forget given inputs in the scopes nam
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -86,7 +87,7 @@ class CacheRoutes:
         parsed = protocol.parse_embedding_request(raw, self._catalog)
         scopes = views.scopes(orjson.loads(raw))
         self._tokenizer = self._tokenizer or Cl100k()
-        prepared = prepare(parsed, self._tokenizer)
+        prepared = await asyncio.to_thread(prepare, parsed, self._tokenizer)  # may be large
         model = parsed.model
         keys: list[bytes] = []
         for scope in scopes:
