@@ -40,7 +40,8 @@ async def _current_keys(client: Any, prefix: str, keys: list[bytes]) -> list[tup
     tags = sorted({tag for _, tag, _ in models})
     if not tags:
         return []
-    raw = await client.mget([f"{prefix}:g:{tag}" for tag in tags])
+    mget = getattr(client, "mget_nonatomic", client.mget)  # a Cluster: keys in many slots
+    raw = await mget([f"{prefix}:g:{tag}" for tag in tags])
     generations = {
         tag: int(g) if g and g.isdigit() else 0 for tag, g in zip(tags, raw, strict=True)
     }
