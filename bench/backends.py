@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,16 @@ from tests.support.redis_server import RedisServer
 @dataclass(frozen=True, slots=True)
 class Backend:
     label: str
-    cache: dict[str, Any]  # the cache settings it runs with
+    store: str  # stores.cache
+    cache: dict[str, Any] = field(default_factory=dict)  # cache settings beside the defaults
     redis: bool = False
 
 
 BACKENDS = (
-    Backend("memory", {"backend": "memory"}),
-    Backend("sqlite", {"backend": "sqlite"}),
-    Backend("sqlite, no in-process tier", {"backend": "sqlite", "hot_entries": 1}),
-    Backend("redis", {"backend": "redis"}, redis=True),
+    Backend("memory", "memory"),
+    Backend("sqlite", "sqlite"),
+    Backend("sqlite, no in-process tier", "sqlite", {"hot_entries": 1}),
+    Backend("redis", "redis", redis=True),
 )
 HIT1 = "hit1-base64-c1"
 HIT1_C8 = "hit1-base64-c8"
@@ -50,7 +51,8 @@ def hit_scenarios() -> list[Scenario]:
 
 def write_config(path: Path, upstream_url: str, redis_url: str, backend: Backend) -> Path:
     raw = stack.gateway_config(upstream_url, redis_url if backend.redis else "")
-    raw["cache"].update(backend.cache, data_dir=str(path.parent / f"data-{path.stem}"))
+    raw["cache"].update(backend.cache)
+    raw["stores"] = {"cache": backend.store, "data_dir": str(path.parent / f"data-{path.stem}")}
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
 

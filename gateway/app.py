@@ -12,12 +12,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.accounting import Accountant
+from gateway.admin.cache import CacheRoutes
 from gateway.admin.keys import KeyRoutes
 from gateway.admin.projects import ProjectRoutes
 from gateway.admin.spend import SpendRoutes
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.directory import KeyDirectory
-from gateway.admin.cache import CacheRoutes
 from gateway.auth import KeyRing
 from gateway.background import Background
 from gateway.breaker import CircuitBreaker
@@ -264,7 +264,7 @@ def build_cache_routes(parts: Parts) -> CacheRoutes:
         parts.service.lookup,
         parts.catalog,
         parts.metrics,
-        parts.settings.auth.internal_token,
+        parts.settings.auth,
     )
 
 

@@ -9,11 +9,15 @@ controls its ``cache_controls`` list; any other is refused with 403, never ignor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from gateway.errors import InvalidRequest, PermissionDenied
 
-NO_CACHE, NO_STORE, TTL = "no-cache", "no-store", "ttl"
-CONTROLS = (NO_CACHE, NO_STORE, TTL)
+NO_CACHE: Final = "no-cache"
+NO_STORE: Final = "no-store"
+TTL: Final = "ttl"
+Control = Literal["no-cache", "no-store", "ttl"]
+CONTROLS: tuple[Control, ...] = (NO_CACHE, NO_STORE, TTL)
 DEFAULT_ALLOWED = frozenset({NO_STORE})
 TTL_HEADER = "x-gateway-cache-ttl"
 

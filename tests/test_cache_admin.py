@@ -186,7 +186,7 @@ def test_a_purge_on_one_instance_is_a_miss_on_another_on_one_redis(
 def test_a_purge_on_one_instance_is_a_miss_on_another_on_one_sqlite_file(
     background: BackgroundLoop, tmp_path: Path
 ) -> None:
-    shared = CONFIG | {"cache": {"data_dir": str(tmp_path)}}
+    shared = CONFIG | {"stores": {"data_dir": str(tmp_path)}}
     a, b = Stack(background, "sqlite", shared), Stack(background, "sqlite", shared)
     try:
         purge_on_a_is_a_miss_on_b(a, b)

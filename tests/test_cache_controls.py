@@ -110,6 +110,37 @@ def test_a_ttl_outside_the_configured_bounds_is_a_400(gateway: Stack, ttl: str) 
     assert response.json()["error"]["param"] == "x-gateway-cache-ttl"
 
 
+def test_runtime_keys_carry_their_cache_controls(gateway: Stack) -> None:
+    admin = {"Authorization": f"Bearer {INTERNAL}"}
+    keys = f"{gateway.base_url}/organization/api_keys"
+    body = {"name": "refresher", "cache_controls": ["no-cache"]}
+    created = httpx.post(keys, json=body, headers=admin, timeout=10).json()
+    assert created["cache_controls"] == ["no-cache"]
+    assert httpx.post(keys, json={"name": "plain"}, headers=admin).json()["cache_controls"] == [
+        "no-store"
+    ]
+    assert embed(gateway, created["value"], **{"Cache-Control": "no-cache"}).status_code == 200
+    assert embed(gateway, created["value"], **{"Cache-Control": "no-store"}).status_code == 403
+    update = {"cache_controls": ["no-cache", "no-store"]}
+    httpx.post(f"{keys}/{created['id']}", json=update, headers=admin, timeout=10)
+    assert embed(gateway, created["value"], **{"Cache-Control": "no-store"}).status_code == 200
+
+
+def test_config_keys_show_their_cache_controls_in_the_admin_api(gateway: Stack) -> None:
+    admin = {"Authorization": f"Bearer {INTERNAL}"}
+    listed = httpx.get(f"{gateway.base_url}/organization/api_keys", headers=admin).json()
+    controls = {key["name"]: key["cache_controls"] for key in listed["data"]}
+    assert controls == {"ops": ["no-cache", "no-store", "ttl"], "app": ["no-store"]}
+
+
+def test_cache_controls_of_a_runtime_key_are_validated(gateway: Stack) -> None:
+    admin = {"Authorization": f"Bearer {INTERNAL}"}
+    body = {"name": "bad", "cache_controls": ["everything"]}
+    response = httpx.post(f"{gateway.base_url}/organization/api_keys", json=body, headers=admin)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "cache_controls"
+
+
 def ttl_stack(background: BackgroundLoop, backend: str) -> Stack:
     keys = [{"name": "ops", "sha256": hash_key(ALL), "cache_controls": ["ttl"]}]
     return Stack(background, backend, {"auth": {"keys": keys}})

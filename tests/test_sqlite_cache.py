@@ -12,6 +12,7 @@ import pytest
 
 from gateway.cache.sqlite import TOUCH_INTERVAL, SqliteCache
 from gateway.keys import TEXT, cache_keys, key_hasher, model_tag
+from gateway.store import StoreUnavailable
 from tests.support.clock import FakeClock
 
 TAG = model_tag("m")
@@ -114,15 +115,16 @@ async def test_a_purge_frees_the_old_generation_in_the_background(open_cache: Op
     assert await cache.stored_bytes() == len(key("new", generation=1)) + len(VECTOR)
 
 
-async def test_an_unusable_data_directory_costs_misses_not_errors(
+async def test_an_unusable_data_directory_is_store_unavailable(
     open_cache: Open, tmp_path: Path
 ) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("not a directory")
     cache = open_cache(blocked)
-    await cache.set_many([(key("x"), VECTOR)])
-    assert await cache.read(TAG, [key("x")]) == (None, [None])
-    assert cache.errors == 2
+    with pytest.raises(StoreUnavailable):
+        await cache.set_many([(key("x"), VECTOR)])
+    with pytest.raises(StoreUnavailable):
+        await cache.read(TAG, [key("x")])
 
 
 async def test_a_hot_hit_never_waits_for_the_reader_thread(open_cache: Open) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +13,8 @@ from aiohttp import web
 
 from gateway import protocol
 from gateway.admin import cache_requests as views
-from gateway.auth import presented_key
+from gateway.admin.audit import audit_log
+from gateway.auth import client_ip, forwarded_for, parse_networks, presented_key
 from gateway.cache import Cache
 from gateway.cache.lookup import CacheLookup, KeyParts
 from gateway.canonical import prepare
@@ -22,6 +22,7 @@ from gateway.catalog import Catalog, Model
 from gateway.errors import AuthenticationFailed, GatewayError, ModelNotFound, ServiceUnavailable
 from gateway.metrics import Metrics
 from gateway.middleware import REQUEST_ID
+from gateway.settings import AuthSettings
 from gateway.store import StoreUnavailable
 from gateway.tokens import Cl100k
 
@@ -29,7 +30,6 @@ PATH = "/v1/organization/cache"
 NEEDS_TOKEN = "The organization API needs the internal (admin) token."
 TURNED_OFF = "The organization API is off: set auth.internal_token (GATEWAY_INTERNAL_TOKEN)."
 
-audit_log = logging.getLogger("gateway.audit")
 Outcome = tuple[int, dict[str, Any], str | None]  # status, body, the model acted on
 Work = Callable[[web.Request], Awaitable[Outcome]]
 
@@ -41,13 +41,14 @@ class CacheRoutes:
         lookup: CacheLookup,
         catalog: Catalog,
         metrics: Metrics,
-        internal_token: str,
+        auth: AuthSettings,
     ) -> None:
         self._cache = cache
         self._lookup = lookup
         self._catalog = catalog
         self._metrics = metrics
-        self._token = internal_token.encode()
+        self._token = auth.internal_token.encode()
+        self._trusted = parse_networks(auth.trusted_proxies)
         self._tokenizer: Cl100k | None = None
 
     def routes(self) -> list[web.RouteDef]:
@@ -126,9 +127,10 @@ class CacheRoutes:
 
     def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
-            status, model = 500, request.match_info.get("model")
+            status, model, who = 500, request.match_info.get("model"), "refused"
             try:
                 self._require_internal(request)
+                who = "internal token"
                 status, body, model = await work(request)
                 return web.json_response(body, status=status)
             except GatewayError as exc:
@@ -141,12 +143,19 @@ class CacheRoutes:
                     headers={"retry-after": "1"},
                 ) from None
             finally:
-                _audit(action, request, model, status)
+                self._audit(action, request, who, model, status)
 
         return handle
 
-
-def _audit(action: str, request: web.Request, model: str | None, status: int) -> None:
-    actor = {"token": "internal", "ip": request.remote or "", "request_id": request[REQUEST_ID]}
-    line = {"audit": action, "actor": actor, "model": model, "status": status}
-    audit_log.info(orjson.dumps(line).decode())
+    def _audit(
+        self, action: str, request: web.Request, who: str, model: str | None, status: int
+    ) -> None:
+        """The admin API's audit line (gateway/admin/audit.py), naming a model, not a key."""
+        ip = client_ip(
+            request.remote,
+            forwarded_for(request.headers.getall("X-Forwarded-For", [])),
+            self._trusted,
+        )
+        actor = {"credential": who, "ip": ip, "request_id": request[REQUEST_ID]}
+        line = {"audit": action, "actor": actor, "model": model, "status": status}
+        audit_log.info(orjson.dumps(line).decode())

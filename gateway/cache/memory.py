@@ -1,4 +1,4 @@
-"""A bounded in-process LRU cache with TTL: `cache.backend: memory`, and the hot tier in front of
+"""A bounded in-process LRU cache with TTL: `stores.cache: memory`, and the hot tier in front of
 the SQLite cache."""
 
 from __future__ import annotations

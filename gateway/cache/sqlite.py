@@ -62,17 +62,15 @@ class SqliteCache:
         self._epoch: int | None = None
         self._touched: set[bytes] = set()
         self._touched_at = clock()
-        self.errors = 0
         self._closed = False
 
-    # -- the request path: never raises ---------------------------------------------------
+    # -- the request path ------------------------------------------------------------------
 
     async def read(self, tag: str, keys: Sequence[bytes]) -> tuple[int | None, list[bytes | None]]:
         try:
             generation, epoch = db.generation_and_epoch(await self._on_loop(), tag)
         except _FAILURES as exc:
-            self._failed("read", exc)
-            return None, [None] * len(keys)
+            raise StoreUnavailable(f"sqlite cache read: {type(exc).__name__}") from exc
         if epoch != self._epoch:
             self._hot.clear()
             self._epoch = epoch
@@ -84,11 +82,7 @@ class SqliteCache:
         self._touch([key for key, value in zip(keys, values, strict=True) if value is not None])
         if not missing:
             return values
-        try:
-            found = await self._call(self._reader, db.read, missing, self._clock())
-        except _FAILURES as exc:
-            self._failed("read", exc)
-            return values
+        found = await self._checked(self._reader, db.read, missing, self._clock())
         self._remember(found)
         self._touch(list(found))
         return [
@@ -103,13 +97,9 @@ class SqliteCache:
             return
         now = self._clock()
         expires = now + (ttl_seconds or self._ttl)
-        try:
-            await self._call(
-                self._writer, self._write, items, now, expires, timeout=db.BUSY_TIMEOUT_SECONDS * 2
-            )
-        except _FAILURES as exc:
-            self._failed("write", exc)
-            return
+        await self._checked(
+            self._writer, self._write, items, now, expires, timeout=db.BUSY_TIMEOUT_SECONDS * 2
+        )
         self._hot.put(items, expires, now)
 
     def _write(
@@ -135,16 +125,12 @@ class SqliteCache:
         def run(*args: Any) -> None:
             try:
                 work(*args)
-            except _FAILURES as exc:
-                self._failed("write", exc)
+            except _FAILURES as exc:  # background upkeep: the next pass tries again
+                log.warning("sqlite cache upkeep failed: %s", type(exc).__name__)
 
         return run
 
-    def _failed(self, op: str, exc: BaseException) -> None:
-        self.errors += 1
-        log.warning("sqlite cache %s failed: %s", op, type(exc).__name__)
-
-    # -- administration: raises StoreUnavailable ------------------------------------------
+    # -- administration ----------------------------------------------------------------------
 
     async def delete_many(self, keys: Sequence[bytes]) -> int:
         deleted = await self._admin(self._writer, db.delete, keys)
@@ -165,8 +151,18 @@ class SqliteCache:
         return await self._admin(self._reader, db.stored_bytes)
 
     async def _admin(self, executor: ThreadPoolExecutor, work: Callable[..., T], *args: Any) -> T:
+        return await self._checked(executor, work, *args, timeout=db.BUSY_TIMEOUT_SECONDS * 2)
+
+    async def _checked(
+        self,
+        executor: ThreadPoolExecutor,
+        work: Callable[..., T],
+        *args: Any,
+        timeout: float | None = None,
+    ) -> T:
+        """``work`` on a thread; any failure of the file raises `StoreUnavailable`."""
         try:
-            return await self._call(executor, work, *args, timeout=db.BUSY_TIMEOUT_SECONDS * 2)
+            return await self._call(executor, work, *args, timeout=timeout)
         except _FAILURES as exc:
             raise StoreUnavailable(f"sqlite cache: {type(exc).__name__}") from exc
 
