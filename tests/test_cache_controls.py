@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +11,11 @@ import httpx
 import pytest
 import redis
 
+from gateway import cli
 from gateway.settings import hash_key
 from tests.support.background import BackgroundLoop
 from tests.support.redis_server import RedisServer
-from tests.support.stack import Stack
+from tests.support.stack import Stack, write_config
 
 SMALL = "text-embedding-3-small"
 ALL, PLAIN, INTERNAL = "sk-all-controls", "sk-default-controls", "sk-internal-controls"
@@ -167,3 +169,14 @@ def test_a_request_ttl_reaches_the_sqlite_file(background: BackgroundLoop) -> No
     finally:
         stack.close()
     assert lifetimes == [120.0, 120.0]
+
+
+def test_the_keys_command_grants_cache_controls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", "http://127.0.0.1:9/v1", "", {"stores": {"keys": "sqlite"}}
+    )
+    argv = ["keys", "create", "--name", "refresher", "--cache-control", "no-cache"]
+    assert cli.main([*argv, "--cache-control", "ttl", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)["cache_controls"] == ["no-cache", "ttl"]
