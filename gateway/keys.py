@@ -37,9 +37,11 @@ def model_tag(cache_id: str) -> str:
 
 
 def key_model(key: bytes) -> tuple[str, int]:
-    """The model tag and generation a cache key was made for."""
-    _, tag, generation, _ = key.rsplit(b":", 3)
-    return tag.decode(), int(generation)
+    """The model tag and generation a cache key was made for; ("", 0) for any other key."""
+    parts = key.rsplit(b":", 3)
+    if len(parts) != 4 or not parts[2].isdigit():
+        return "", 0
+    return parts[1].decode(errors="replace"), int(parts[2])
 
 
 def cache_keys(

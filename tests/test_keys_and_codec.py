@@ -27,6 +27,7 @@ def test_a_key_names_its_model_tag_and_generation() -> None:
     hasher = key_hasher("shared", "BAAI/bge:m3", None)
     made = cache_keys("a:b", hasher, TEXT, [b"x"], tag=model_tag("BAAI/bge:m3"), generation=7)
     assert key_model(made[0]) == (model_tag("BAAI/bge:m3"), 7)
+    assert key_model(b"gw:some:other:key") == key_model(b"plain") == ("", 0)
 
 
 def test_every_part_of_the_key_matters() -> None:
