@@ -11,9 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from gateway.admin import cache_schema
+from gateway.admin import cache_schema, spend_schema
 from gateway.admin import schema as admin_schema
-from gateway.admin import spend_schema
 from gateway.catalog import Catalog
 from gateway.protocol import MAX_INPUTS
 from gateway.tokens import MAX_TOKEN_ID
