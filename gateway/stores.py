@@ -42,6 +42,7 @@ REDIS_CONNECTIONS = 100  # per process, as redis-py's default
 # Longer than SQLite's own busy timeout, so a locked file fails as an error (rolled back),
 # never as a cancelled wait whose write still lands afterwards.
 SQLITE_TIMEOUT = BUSY_TIMEOUT_SECONDS + 1
+SQLITE_READ_TIMEOUT = 1.0  # the SQLite cache's reads
 
 
 def redis_client(settings: CacheSettings) -> RedisClient | None:
@@ -149,14 +150,17 @@ def _sqlite_cache(backends: Backends, on_error: Callable[[str], None]) -> Cache:
     settings = backends.settings.cache
     directory = backends.settings.stores.data_dir
     log.info("cache: SQLite under %s, at most %d bytes", directory, settings.max_bytes)
+    # A thread hop on a busy machine can outlast a Redis-sized timeout; a timeout opens the
+    # breaker, so the local file gets a second before a read counts as failed.
+    read_timeout = max(settings.timeout, SQLITE_READ_TIMEOUT)
     cache = SqliteCache(
         directory,
         max_bytes=settings.max_bytes,
         ttl_seconds=settings.ttl_seconds,
         hot_entries=settings.hot_entries,
-        timeout=settings.timeout,
+        timeout=read_timeout,
     )
-    reads = guards("sqlite cache", settings.timeout, settings).reads
+    reads = guards("sqlite cache", read_timeout, settings).reads
     writes = guards("sqlite cache", SQLITE_TIMEOUT, settings).writes
     return GuardedCache(cache, reads, writes, on_error)
 
