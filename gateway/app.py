@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.accounting import Accountant
+from gateway.admin.cache import CacheRoutes
 from gateway.admin.keys import KeyRoutes
 from gateway.admin.projects import ProjectRoutes
 from gateway.admin.spend import SpendRoutes
@@ -241,6 +242,7 @@ def build_handlers(parts: Parts) -> Handlers:
         in_flight=fair_share(settings.server),
         offload=parts.offload,
         body_reader=body_reader(settings.server),
+        cache_ttl=settings.cache.ttl_seconds,
     )
 
 
@@ -255,6 +257,16 @@ async def stop_task(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def build_cache_routes(parts: Parts) -> CacheRoutes:
+    return CacheRoutes(
+        parts.cache,
+        parts.service.lookup,
+        parts.catalog,
+        parts.metrics,
+        parts.settings.auth,
+    )
 
 
 def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -339,6 +351,7 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     key_routes = KeyRoutes(parts.admin, settings.auth, parts.spending.admin)
     app.add_routes(key_routes.routes())
     app.add_routes(spending_routes(parts, handlers))
+    app.add_routes(build_cache_routes(parts).routes())
     app.add_routes(Dashboard().routes())
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))

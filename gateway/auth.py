@@ -31,6 +31,7 @@ class Principal:
     limits: LimitSettings
     internal: bool = False
     key_id: str = ""
+    cache_controls: frozenset[str] = frozenset({"no-store"})  # see gateway/cache_control.py
 
     def may_use(self, model: str) -> bool:
         return self.internal or not self.models or model in self.models
@@ -46,7 +47,14 @@ INTERNAL = Principal("internal", "", frozenset(), LimitSettings(), internal=True
 
 
 def principal_of(key: KeySettings) -> Principal:
-    return Principal(key.name, key.team, frozenset(key.models), key.limits, key_id=key_id(key))
+    return Principal(
+        key.name,
+        key.team,
+        frozenset(key.models),
+        key.limits,
+        key_id=key_id(key),
+        cache_controls=frozenset(key.cache_controls),
+    )
 
 
 class RuntimeKeys(Protocol):

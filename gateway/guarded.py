@@ -3,7 +3,7 @@ behaviour. Adapters only translate their backend's errors into `StoreUnavailable
 breakers, fallbacks and error logs live here and in the guard, nowhere else.
 
     store      while its backend is unavailable
-    cache      reads are misses; writes are skipped (and counted)
+    cache      reads are misses; writes are skipped (and counted); administration raises (503)
     limiter    per-instance buckets (fail open)
     usage      writes are kept in the buffer for the next try; reads raise
     keys       each process keeps the keys it read last; admin calls raise (503)
@@ -13,12 +13,13 @@ breakers, fallbacks and error logs live here and in the guard, nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from gateway.apikeys import ApiKey, KeyStore
 from gateway.budgets import Account, Ledger, Reservation
 from gateway.budgets.book import BookStore
-from gateway.cache import Cache
+from gateway.cache import Cache, Contents
 from gateway.history import HistoryStore
 from gateway.history import Table as HistoryTable
 from gateway.ratelimit import Limiter
@@ -26,6 +27,7 @@ from gateway.ratelimit.bucket import BucketRequest, Decision
 from gateway.store import SELF_BOUNDED, StoreGuard, StoreUnavailable
 from gateway.usage import Table, UsageStore
 
+T = TypeVar("T")
 WRITE_TIMEOUTS = 4  # a write may take this many read timeouts (a pipeline of many commands)
 
 
@@ -57,14 +59,39 @@ class GuardedCache:
             self._on_error("read")
             return [None] * len(keys)
 
-    async def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+    async def read(self, tag: str, keys: Sequence[bytes]) -> tuple[int | None, list[bytes | None]]:
+        try:
+            return await self._reads.call(lambda: self._inner.read(tag, keys))
+        except StoreUnavailable:
+            self._on_error("read")
+            return None, [None] * len(keys)
+
+    async def set_many(
+        self, items: Sequence[tuple[bytes, bytes]], ttl_seconds: int | None = None
+    ) -> None:
         if not items:
             return
         try:
             timeout = self._writes.timeout * WRITE_TIMEOUTS
-            await self._writes.call(lambda: self._inner.set_many(items), timeout=timeout)
+            await self._writes.call(
+                lambda: self._inner.set_many(items, ttl_seconds), timeout=timeout
+            )
         except StoreUnavailable:
             self._on_error("write")
+
+    async def delete_many(self, keys: Sequence[bytes]) -> int:
+        return await self._admin(lambda: self._inner.delete_many(keys))
+
+    async def purge(self, tag: str) -> int:
+        return await self._admin(lambda: self._inner.purge(tag))
+
+    async def contents(self) -> Contents:
+        return await self._admin(self._inner.contents)
+
+    async def _admin(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """An operator's call: the store's answer, or StoreUnavailable (a 503), never a guess."""
+        timeout = self._writes.timeout * WRITE_TIMEOUTS * 2
+        return await self._writes.call(operation, timeout=timeout)
 
     async def ping(self) -> bool:
         return await self._inner.ping()

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import openapi, protocol, quota
+from gateway import cache_control, openapi, protocol, quota
 from gateway.accounting import Accountant
 from gateway.auth import (
     ANONYMOUS,
@@ -41,7 +41,9 @@ OFF_LOOP_BYTES = 256 * 1024  # larger bodies are parsed on a thread
 
 
 def cache_headers(result: EmbeddingResult) -> dict[str, str]:
-    if result.hits == result.inputs:
+    if result.refreshed:
+        state = "REFRESH"
+    elif result.hits == result.inputs:
         state = "HIT"
     elif result.hits == 0:
         state = "MISS"
@@ -65,6 +67,7 @@ class Handlers:
     in_flight: InFlight
     offload: OffLoop
     body_reader: BodyReader
+    cache_ttl: int = 30 * 24 * 3600  # the most x-gateway-cache-ttl may ask for
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
@@ -111,7 +114,8 @@ class Handlers:
         parsed = await self._parse(caller, await self.body_reader.read(request))
         request[FACTS]["model"] = parsed.model.name
         check_model(caller.principal, parsed.model.name)
-        result = await self.service.embed(parsed, caller)
+        controls = self._cache_controls(request, caller)
+        result = await self.service.embed(parsed, caller, controls)
         body = protocol.embedding_response(
             parsed.model.name,
             result.vectors,
@@ -135,6 +139,15 @@ class Handlers:
             return protocol.parse_embedding_request(body, self.catalog)
         tenant = caller.principal.key_id
         return await self.offload.run(tenant, protocol.parse_embedding_request, body, self.catalog)
+
+    def _cache_controls(self, request: web.Request, caller: Caller) -> cache_control.CacheControls:
+        headers = request.headers
+        controls = cache_control.parse(
+            headers.get("Cache-Control"), headers.get(cache_control.TTL_HEADER), self.cache_ttl
+        )
+        principal = caller.principal
+        cache_control.check_allowed(controls, principal.cache_controls, principal.internal)
+        return controls
 
     async def usage(self, request: web.Request) -> web.Response:
         principal = self._caller(request).principal

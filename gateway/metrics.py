@@ -284,3 +284,13 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its Content-Type (it carries a charset: set it as a header)."""
         return generate_latest(self._scrape), CONTENT_TYPE_LATEST
+
+    def inputs_by_model(self) -> dict[str, dict[str, float]]:
+        """Inputs per model and result since start, summed over every worker."""
+        counts: dict[str, dict[str, float]] = {}
+        for family in self._scrape.collect():
+            for sample in family.samples:
+                if sample.name == "gateway_embedding_inputs_total":
+                    by_result = counts.setdefault(sample.labels["model"], {})
+                    by_result[sample.labels["result"]] = sample.value
+        return counts

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gateway.admin import cache_schema, spend_schema
 from gateway.admin import schema as admin_schema
-from gateway.admin import spend_schema
 from gateway.catalog import Catalog
 from gateway.protocol import MAX_INPUTS
 from gateway.tokens import MAX_TOKEN_ID
@@ -134,7 +134,7 @@ SCHEMAS: dict[str, Schema] = {
 
 HEADERS: dict[str, Schema] = {
     "RequestId": {"required": True, "schema": STRING | {"pattern": "^req_[0-9a-f]{32}$"}},
-    "Cache": {"required": True, "schema": {"enum": ["HIT", "MISS", "PARTIAL"]}},
+    "Cache": {"required": True, "schema": {"enum": ["HIT", "MISS", "PARTIAL", "REFRESH"]}},
     "CacheHits": {"required": True, "schema": STRING | {"pattern": "^[0-9]+/[0-9]+$"}},
     "ShouldRetry": {"schema": {"enum": ["true", "false"]}},
     "BudgetRemaining": {
@@ -239,6 +239,7 @@ def _api_paths(prefix: str, suffix: str, security: list[dict[str, list[str]]]) -
                 security,
                 body="EmbeddingRequest",
             )
+            | {"parameters": cache_schema.CONTROL_PARAMETERS}
         },
         f"{prefix}/models": {
             "get": _operation(
@@ -308,15 +309,17 @@ def document(catalog: Catalog, *, auth_required: bool) -> Schema:
     security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     if not auth_required:
         security.append({})
-    paths = _service_paths()
+    paths = _service_paths() | cache_schema.paths()
     for prefix, suffix in PREFIXES.items():
         paths |= _api_paths(prefix, suffix, security)
     paths |= admin_schema.paths() | spend_schema.paths()
+    request = _request_schema([m.name for m in catalog])
     components = {
         "schemas": SCHEMAS
         | admin_schema.SCHEMAS
         | spend_schema.SCHEMAS
-        | {"EmbeddingRequest": _request_schema([m.name for m in catalog])},
+        | cache_schema.SCHEMAS
+        | {"EmbeddingRequest": request},
         "responses": {f"Error{status}": _error_response(status) for status in EMBEDDING_ERRORS},
         "headers": HEADERS,
         "securitySchemes": SECURITY_SCHEMES,

@@ -18,12 +18,13 @@ from gateway.background import Background
 from gateway.budgets.keeper import BudgetKeeper, Hold, Standing
 from gateway.budgets.money import token_cost
 from gateway.cache import Cache
+from gateway.cache.lookup import CacheLookup, KeyParts
+from gateway.cache_control import NONE, CacheControls
 from gateway.canonical import Prepared, prepare
 from gateway.catalog import Model
 from gateway.counting import Tokenizers
 from gateway.fairshare import OffLoop
 from gateway.fetch import Fetcher, Miss
-from gateway.keys import cache_keys, key_hasher
 from gateway.protocol import EmbeddingRequest
 from gateway.quota import Quota, TenantLimits
 from gateway.tokenmemo import ScopedTokenizer, TokenMemo
@@ -57,6 +58,7 @@ class EmbeddingResult:
     upstream_seconds: float
     quota: Quota
     budget: Standing | None = None  # the caller's tightest budget after this request
+    refreshed: bool = False  # Cache-Control: no-cache: nothing was served from the cache
 
     @property
     def saved_tokens(self) -> int:
@@ -72,6 +74,7 @@ def _result(
     upstream_seconds: float,
     quota: Quota,
     budget: Standing | None,
+    refreshed: bool,
 ) -> EmbeddingResult:
     own = [entry for entry in fetched if not entry.joined]
     return EmbeddingResult(
@@ -86,6 +89,7 @@ def _result(
         upstream_seconds=upstream_seconds,
         quota=quota,
         budget=budget,
+        refreshed=refreshed,
     )
 
 
@@ -110,6 +114,7 @@ class EmbeddingService:
     ) -> None:
         self._tokenizers = tokenizers or Tokenizers()
         self._cache = cache
+        self.lookup = CacheLookup(cache, key_prefix)
         self._limits = limits
         self._fetcher = fetcher
         self._tokenizer = tokenizer
@@ -119,7 +124,9 @@ class EmbeddingService:
         self._offload = offload or OffLoop(per_tenant=2)
         self._budgets = budgets
 
-    async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingResult:
+    async def embed(
+        self, request: EmbeddingRequest, caller: Caller, controls: CacheControls = NONE
+    ) -> EmbeddingResult:
         model = request.model
         tokenizer = self._memo.scoped(caller.cache_scope, self._tokenizer)
         prepared = await self._prepare(request, tokenizer, caller.principal.key_id)
@@ -130,9 +137,11 @@ class EmbeddingService:
         tokenizer.remember()  # only an admitted request's texts are memoised
         fetch_dimensions = model.fetch_dimensions(request.dimensions)
         stored_dimensions = fetch_dimensions or model.dimensions
-        hasher = key_hasher(caller.cache_scope, model.cache_id, fetch_dimensions)
-        keys = cache_keys(self._key_prefix, hasher, prepared.kind, prepared.canonical)
-        found = [codec.unpack(v, stored_dimensions) for v in await self._cache.get_many(keys)]
+        parts = KeyParts(
+            model.cache_id, caller.cache_scope, fetch_dimensions, prepared.kind, prepared.canonical
+        )
+        keys, values = await self.lookup.read(parts, refresh=controls.refresh)
+        found = [codec.unpack(v, stored_dimensions) for v in values]
         batch_plan = batching.plan(keys, found)
         hold = await self._reserve(caller, model, prepared, batch_plan)
         started = time.perf_counter()
@@ -146,7 +155,8 @@ class EmbeddingService:
             raise
         upstream_seconds = time.perf_counter() - started if fetched else 0.0
         budget = await self._settle(hold, model, fetched)
-        self._store(keys, batch_plan, fetched, stored_dimensions)
+        if controls.store:
+            self._store(keys, batch_plan, fetched, stored_dimensions, controls.ttl_seconds)
         entries = batching.merge(found, batch_plan, fetched)
         vectors = [entry.vector for entry in entries]
         if request.output_dimensions != stored_dimensions:
@@ -161,6 +171,7 @@ class EmbeddingService:
             upstream_seconds=upstream_seconds,
             quota=quota,
             budget=budget,
+            refreshed=controls.refresh,
         )
 
     async def _reserve(
@@ -226,6 +237,7 @@ class EmbeddingService:
         batch_plan: batching.Plan,
         fetched: Sequence[codec.Entry],
         dimensions: int,
+        ttl_seconds: int | None,
     ) -> None:
         if not fetched:
             return
@@ -235,4 +247,4 @@ class EmbeddingService:
             if not entry.joined  # the request that fetched it writes it
         ]
         if items:
-            self._background.spawn(self._cache.set_many(items))
+            self._background.spawn(self._cache.set_many(items, ttl_seconds))

@@ -74,6 +74,8 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
     redis_url: str = ""
+    max_bytes: int = field(default=1 << 30, metadata=POSITIVE_INT)  # the SQLite cache's budget
+    hot_entries: int = field(default=10_000, metadata=POSITIVE_INT)  # in front of SQLite
     ttl_seconds: int = field(default=30 * 24 * 3600, metadata=POSITIVE_INT)
     memory_max_entries: int = field(default=100_000, metadata=POSITIVE_INT)
     key_prefix: str = "gw"
@@ -185,6 +187,9 @@ class KeySettings:
     models: tuple[str, ...] = ()  # empty: every model
     limits: LimitSettings = LimitSettings()
     budget: BudgetSettings | None = None
+    # Per-request cache controls the key may send; no-cache spends upstream money, so it is
+    # granted per key.
+    cache_controls: tuple[Literal["no-cache", "no-store", "ttl"], ...] = ("no-store",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +212,7 @@ class MetricsSettings:
 
 Backend = Literal["memory", "sqlite", "redis"]
 EMBEDDED: dict[str, Backend] = {
-    "cache": "memory",
+    "cache": "sqlite",
     "limiter": "memory",
     "usage": "sqlite",
     "keys": "sqlite",
@@ -223,7 +228,7 @@ class StoreSettings:
     budgets and history)."""
 
     data_dir: str = ".gateway"  # the SQLite file lives here
-    cache: Literal["auto", "memory", "redis"] = "auto"
+    cache: Literal["auto", "memory", "sqlite", "redis"] = "auto"
     limiter: Literal["auto", "memory", "redis"] = "auto"
     usage: Literal["auto", "memory", "sqlite", "redis"] = "auto"
     keys: Literal["auto", "memory", "sqlite", "redis"] = "auto"

@@ -22,6 +22,7 @@ from gateway.cache import Cache
 from gateway.cache.fastread import FastReader
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache, RedisClient
+from gateway.cache.sqlite import SqliteCache
 from gateway.embedded import BUSY_TIMEOUT_SECONDS, Database
 from gateway.guarded import GuardedCache, GuardedKeys, GuardedLimiter, GuardedUsage
 from gateway.ratelimit import Limiter
@@ -41,6 +42,7 @@ REDIS_CONNECTIONS = 100  # per process, as redis-py's default
 # Longer than SQLite's own busy timeout, so a locked file fails as an error (rolled back),
 # never as a cancelled wait whose write still lands afterwards.
 SQLITE_TIMEOUT = BUSY_TIMEOUT_SECONDS + 1
+SQLITE_READ_TIMEOUT = 1.0  # the SQLite cache's reads
 
 
 def redis_client(settings: CacheSettings) -> RedisClient | None:
@@ -119,17 +121,48 @@ def build_backends(settings: Settings) -> Backends:
 
 
 def build_cache(backends: Backends, on_error: Callable[[str], None]) -> Cache:
+    chosen = backend(backends.settings, "cache")
+    if chosen == "redis":
+        return _redis_cache(backends, on_error)
+    if chosen == "sqlite":
+        return _sqlite_cache(backends, on_error)
     settings = backends.settings.cache
-    if backend(backends.settings, "cache") != "redis":
-        log.info("cache: in-process memory, at most %d entries", settings.memory_max_entries)
-        return MemoryCache(settings.memory_max_entries, settings.ttl_seconds)
+    log.info("cache: in-process memory, at most %d entries", settings.memory_max_entries)
+    return MemoryCache(settings.memory_max_entries, settings.ttl_seconds)
+
+
+def _redis_cache(backends: Backends, on_error: Callable[[str], None]) -> Cache:
+    settings = backends.settings.cache
     log.info("cache: redis (entries expire after %d s)", settings.ttl_seconds)
     reader = None
     if settings.redis_url.startswith("redis://"):  # one plain-TCP Redis: the fast read path
         reader = FastReader(settings.redis_url, settings.timeout)
-    cache = RedisCache(backends.need_redis(), settings.ttl_seconds, settings.timeout, reader)
+    cache = RedisCache(
+        backends.need_redis(), settings.ttl_seconds, settings.timeout, reader, settings.key_prefix
+    )
     guard = backends.redis_guards
     return GuardedCache(cache, guard.reads, guard.writes, on_error)
+
+
+def _sqlite_cache(backends: Backends, on_error: Callable[[str], None]) -> Cache:
+    """Its own file (cache.db) and guards: a busy cache never holds up keys or usage. Reads
+    get the cache's short timeout; writes may wait out another worker's write."""
+    settings = backends.settings.cache
+    directory = backends.settings.stores.data_dir
+    log.info("cache: SQLite under %s, at most %d bytes", directory, settings.max_bytes)
+    # A thread hop on a busy machine can outlast a Redis-sized timeout; a timeout opens the
+    # breaker, so the local file gets a second before a read counts as failed.
+    read_timeout = max(settings.timeout, SQLITE_READ_TIMEOUT)
+    cache = SqliteCache(
+        directory,
+        max_bytes=settings.max_bytes,
+        ttl_seconds=settings.ttl_seconds,
+        hot_entries=settings.hot_entries,
+        timeout=read_timeout,
+    )
+    reads = guards("sqlite cache", read_timeout, settings).reads
+    writes = guards("sqlite cache", SQLITE_TIMEOUT, settings).writes
+    return GuardedCache(cache, reads, writes, on_error)
 
 
 def build_limiter(backends: Backends) -> Limiter:

@@ -42,11 +42,11 @@ def background() -> Iterator[BackgroundLoop]:
         yield loop
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """The cache backend's URL: "" is the in-process cache; the same suite runs on both."""
-    if request.param == "memory":
-        return ""
+    """The cache backend: "memory", "sqlite" or a Redis URL; the same suite runs on each."""
+    if request.param != "redis":
+        return str(request.param)
     server: RedisServer = request.getfixturevalue("redis_server")
     with redis.Redis.from_url(server.url) as client:
         client.flushdb()

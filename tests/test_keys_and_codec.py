@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from gateway import codec
-from gateway.keys import TEXT, TOKEN_IDS, cache_keys, key_hasher
+from gateway.keys import TEXT, TOKEN_IDS, cache_keys, key_hasher, key_model, model_tag
 
 
 def key(
@@ -13,12 +13,21 @@ def key(
     kind: bytes = TEXT,
     item: bytes = b"hello",
 ) -> bytes:
-    return cache_keys("gw", key_hasher(scope, cache_id, dims), kind, [item])[0]
+    hasher = key_hasher(scope, cache_id, dims)
+    return cache_keys("gw", hasher, kind, [item], tag=model_tag(cache_id), generation=0)[0]
 
 
 def test_keys_are_namespaced_versioned_sha256() -> None:
-    prefix, kind, version, digest = key().split(b":")
+    prefix, kind, version, tag, generation, digest = key().split(b":")
     assert (prefix, kind, version, len(digest)) == (b"gw", b"e", b"v2", 64)
+    assert (tag.decode(), generation) == (model_tag("m"), b"0")
+
+
+def test_a_key_names_its_model_tag_and_generation() -> None:
+    hasher = key_hasher("shared", "BAAI/bge:m3", None)
+    made = cache_keys("a:b", hasher, TEXT, [b"x"], tag=model_tag("BAAI/bge:m3"), generation=7)
+    assert key_model(made[0]) == (model_tag("BAAI/bge:m3"), 7)
+    assert key_model(b"gw:some:other:key") == key_model(b"plain") == ("", 0)
 
 
 def test_every_part_of_the_key_matters() -> None:

@@ -4,6 +4,7 @@ nothing but cache hits."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 
@@ -59,5 +60,17 @@ def test_the_cache_works_again_after_redis_restarts(
         post(stack)
         stack.drain()
         assert post(stack).headers["x-cache"] == "HIT"
+    finally:
+        stack.close()
+
+
+def test_the_embedded_default_keeps_its_cache_across_restarts(background: BackgroundLoop) -> None:
+    stack = Stack(background, "")
+    try:
+        post(stack)
+        stack.restart_gateway()
+        assert post(stack).headers["x-cache"] == "HIT"
+        assert stack.upstream.inputs_embedded == 3
+        assert (Path(stack.data_dir) / "cache.db").is_file()
     finally:
         stack.close()

@@ -183,3 +183,26 @@ def test_two_workers_on_sqlite_agree_on_keys_and_usage(
             assert refused == {401}
     finally:
         assert stop(gateway) == 0
+
+
+def test_two_workers_share_the_embedded_sqlite_cache(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    port = free_port()
+    gateway = start_gateway(write_config(tmp_path / "c.yaml", upstream.base_url, ""), port, 2)
+    body = {"model": SMALL, "input": "written by one worker, read by both"}
+    fresh = {"Connection": "close"}  # new connections spread over both workers
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/v1") as client:
+            deadline = time.monotonic() + 10
+            while client.post("/embeddings", json=body).headers["x-cache"] != "HIT":
+                assert time.monotonic() < deadline  # the first write lands in the file
+            fetched = upstream.inputs_embedded
+            states = [
+                client.post("/embeddings", json=body, headers=fresh).headers["x-cache"]
+                for _ in range(20)
+            ]
+        assert states == ["HIT"] * 20
+        assert upstream.inputs_embedded == fetched
+    finally:
+        assert stop(gateway) == 0

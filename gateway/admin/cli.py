@@ -16,6 +16,7 @@ from gateway.admin.audit import audit
 from gateway.apikeys import views
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.requests import KeyChanges, parse_changes
+from gateway.cache_control import CONTROLS
 from gateway.catalog import Catalog
 from gateway.errors import GatewayError
 from gateway.settings import Settings
@@ -32,6 +33,13 @@ def add_parser(commands: Any, config_option: dict[str, Any]) -> None:
     create.add_argument("--name", required=True)
     create.add_argument("--team", default="")
     create.add_argument("--model", action="append", default=[], help="allowed model (repeat)")
+    create.add_argument(
+        "--cache-control",
+        action="append",
+        choices=CONTROLS,
+        dest="cache_controls",
+        help="a per-request cache control the key may send (repeat; default: no-store)",
+    )
     for option in LIMIT_OPTIONS:
         create.add_argument("--" + option.replace("_", "-"), type=float, dest=option)
     actions.add_parser("list", help="every key, config keys first (never a secret)")
@@ -49,6 +57,8 @@ def _changes(args: argparse.Namespace, admin: KeyAdmin) -> KeyChanges:
     body: dict[str, Any] = {"name": args.name, "team": args.team, "limits": limits}
     if args.model:
         body["models"] = args.model
+    if args.cache_controls:
+        body["cache_controls"] = args.cache_controls
     return parse_changes(body, admin.model_names, create=True)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from gateway.apikeys.requests import MAX_GRACE_SECONDS, MAX_PAGE, MAX_TEXT
 from gateway.apikeys.views import OBJECT
+from gateway.cache_control import CONTROLS as CACHE_CONTROLS
 
 Schema = dict[str, Any]
 JSON = "application/json"
@@ -41,12 +42,18 @@ LIMITS = _closed(
     ),
     [],
 )
+CONTROLS: Schema = {
+    "type": "array",
+    "items": {"enum": list(CACHE_CONTROLS)},
+    "description": "Per-request cache controls the key may send (default: no-store)",
+}
 KEY_FIELDS: Schema = {
     "name": _NAME,
     "team": {"type": "string", "maxLength": MAX_TEXT},
     "models": {"type": "array", "items": _STRING},
     "limits": _ref("ApiKeyLimits"),
     "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
+    "cache_controls": CONTROLS,
 }
 API_KEY: Schema = {
     "object": {"const": OBJECT},
@@ -55,6 +62,7 @@ API_KEY: Schema = {
     "team": _STRING,
     "models": {"type": "array", "items": _STRING},
     "limits": _ref("ApiKeyLimits"),
+    "cache_controls": CONTROLS,
     "redacted_value": _STRING,
     "created_at": _TIME,
     "last_used_at": _OPTIONAL_TIME,

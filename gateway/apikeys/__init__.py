@@ -30,6 +30,8 @@ class ApiKey:
     team: str = ""
     models: tuple[str, ...] = ()  # empty: every model
     limits: LimitSettings = dataclasses.field(default_factory=LimitSettings)
+    # Per-request cache controls the key may send (see gateway/cache_control.py).
+    cache_controls: tuple[Literal["no-cache", "no-store", "ttl"], ...] = ("no-store",)
     previous_sha256: str = ""  # the secret before the last rotation ...
     previous_until: float = 0.0  # ... accepted until then (unix seconds)
     source: Literal["runtime", "config"] = "runtime"

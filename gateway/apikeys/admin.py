@@ -34,6 +34,7 @@ def config_view(key: KeySettings) -> ApiKey:
         team=key.team,
         models=key.models,
         limits=key.limits,
+        cache_controls=key.cache_controls,
         source="config",
     )
 
@@ -81,6 +82,7 @@ class KeyAdmin:
             team=changes.team or "",
             models=changes.models or (),
             limits=changes.limits or LimitSettings(),
+            cache_controls=changes.cache_controls or ("no-store",),
         )
         await self._save(key)
         return key, secret

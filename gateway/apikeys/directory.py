@@ -21,7 +21,14 @@ def principal_of(key: ApiKey, workers: int = 1) -> Principal:
     """Its limits are one worker's share when workers keep buckets of their own (see
     quota.per_worker, which does the same for config keys)."""
     limits = divided(key.limits, workers) if workers > 1 else key.limits
-    return Principal(key.name, key.team, frozenset(key.models), limits, key_id=key.id)
+    return Principal(
+        key.name,
+        key.team,
+        frozenset(key.models),
+        limits,
+        key_id=key.id,
+        cache_controls=frozenset(key.cache_controls),
+    )
 
 
 class KeyDirectory:

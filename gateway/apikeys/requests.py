@@ -6,10 +6,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.cache_control import CONTROLS, Control
 from gateway.errors import InvalidRequest
 from gateway.settings import LimitSettings, SettingsError, parse_as
 
-FIELDS = ("name", "team", "models", "limits")
+FIELDS = ("name", "team", "models", "limits", "cache_controls")
 MAX_TEXT = 200
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 MAX_PAGE = 100
@@ -24,6 +25,7 @@ class KeyChanges:
     team: str | None = None
     models: tuple[str, ...] | None = None
     limits: LimitSettings | None = None
+    cache_controls: tuple[Control, ...] | None = None
 
 
 def _object(body: Any) -> Mapping[str, Any]:
@@ -61,6 +63,14 @@ def _limits(value: Any) -> LimitSettings:
         raise InvalidRequest(f"Invalid limits: {exc}", param="limits") from None
 
 
+def _controls(value: Any) -> tuple[Control, ...]:
+    if not isinstance(value, list) or not all(c in CONTROLS for c in value):
+        raise InvalidRequest(
+            f"'cache_controls' must be a list of {', '.join(CONTROLS)}.", param="cache_controls"
+        )
+    return tuple(dict.fromkeys(value))
+
+
 def parse_changes(body: Any, known_models: Collection[str], *, create: bool) -> KeyChanges:
     data = _object(body)
     for name in data:
@@ -73,6 +83,7 @@ def parse_changes(body: Any, known_models: Collection[str], *, create: bool) -> 
         team=_text(data["team"], "team", empty_ok=True) if "team" in data else None,
         models=_models(data["models"], known_models) if "models" in data else None,
         limits=_limits(data["limits"]) if "limits" in data else None,
+        cache_controls=_controls(data["cache_controls"]) if "cache_controls" in data else None,
     )
 
 

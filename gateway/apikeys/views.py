@@ -20,6 +20,7 @@ def key_object(key: ApiKey, last_used_at: int | None, value: str | None = None) 
         "name": key.name,
         "team": key.team,
         "models": list(key.models),
+        "cache_controls": list(key.cache_controls),
         "limits": {k: v for k, v in dataclasses.asdict(key.limits).items() if v is not None},
         "redacted_value": key.redacted_value,
         "created_at": int(key.created_at),

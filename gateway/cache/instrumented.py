@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from gateway.cache import Cache
+from gateway.cache import Cache, Contents
 from gateway.metrics import Metrics
 
 
@@ -21,10 +21,27 @@ class InstrumentedCache:
         self._metrics.cache_duration("read", time.perf_counter() - started)
         return values
 
-    async def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+    async def read(self, tag: str, keys: Sequence[bytes]) -> tuple[int | None, list[bytes | None]]:
         started = time.perf_counter()
-        await self._inner.set_many(items)
+        answer = await self._inner.read(tag, keys)
+        self._metrics.cache_duration("read", time.perf_counter() - started)
+        return answer
+
+    async def set_many(
+        self, items: Sequence[tuple[bytes, bytes]], ttl_seconds: int | None = None
+    ) -> None:
+        started = time.perf_counter()
+        await self._inner.set_many(items, ttl_seconds)
         self._metrics.cache_duration("write", time.perf_counter() - started)
+
+    async def delete_many(self, keys: Sequence[bytes]) -> int:
+        return await self._inner.delete_many(keys)
+
+    async def purge(self, tag: str) -> int:
+        return await self._inner.purge(tag)
+
+    async def contents(self) -> Contents:
+        return await self._inner.contents()
 
     async def ping(self) -> bool:
         return await self._inner.ping()

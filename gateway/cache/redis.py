@@ -1,19 +1,24 @@
-"""Redis cache: one MGET per batch read, one non-transactional pipeline per batch write. Any
-failure raises `StoreUnavailable`; the guard around it owns timeouts and the breaker."""
+"""Redis cache: one MGET per batch read (the model's generation key rides along), one
+non-transactional pipeline per batch write. Any failure raises `StoreUnavailable`; the guard
+around it owns timeouts and the breaker. A model's generation is a plain counter without a TTL
+(`{prefix}:g:{tag}`), so `volatile-*` eviction policies never drop it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from gateway.cache import Contents
 from gateway.cache.fastread import FastReader
+from gateway.cache.redis_contents import sample_contents
 from gateway.store import StoreUnavailable
 
+T = TypeVar("T")
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
 # One Redis, or a Redis Cluster (multi-key reads and pipelines are then grouped by hash slot).
@@ -29,6 +34,7 @@ class RedisCache:
         ttl_seconds: int,
         timeout: float,
         reader: FastReader | None = None,
+        prefix: str = "gw",
     ) -> None:
         self._client = client
         self._reader = reader
@@ -40,22 +46,43 @@ class RedisCache:
             self._mget = client.mget
         self._ttl = ttl_seconds
         self._timeout = timeout  # for ping; FastReader bounds its own reads
+        self._prefix = prefix
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        try:
-            values: list[bytes | None] = await self._mget(keys)
-            return values
-        except _FAILURES as exc:
-            raise StoreUnavailable(f"redis read: {type(exc).__name__}") from exc
+        return await self._call("read", lambda: self._mget(keys))
 
-    async def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+    async def read(self, tag: str, keys: Sequence[bytes]) -> tuple[int | None, list[bytes | None]]:
+        values = await self._call("read", lambda: self._mget([self._generation_key(tag), *keys]))
+        return _generation(values[0]), values[1:]
+
+    def _generation_key(self, tag: str) -> bytes:
+        return f"{self._prefix}:g:{tag}".encode()
+
+    async def set_many(
+        self, items: Sequence[tuple[bytes, bytes]], ttl_seconds: int | None = None
+    ) -> None:
         pipe = self._client.pipeline(transaction=False)
         for key, value in items:
-            pipe.set(key, value, ex=self._ttl)
+            pipe.set(key, value, ex=ttl_seconds or self._ttl)
+        await self._call("write", pipe.execute)
+
+    async def delete_many(self, keys: Sequence[bytes]) -> int:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)
+        return sum(await self._call("delete", pipe.execute))
+
+    async def purge(self, tag: str) -> int:
+        return int(await self._call("purge", lambda: self._client.incr(self._generation_key(tag))))
+
+    async def contents(self) -> Contents:
+        return await self._call("contents", lambda: sample_contents(self._client, self._prefix))
+
+    async def _call(self, op: str, work: Callable[[], Awaitable[T]]) -> T:
         try:
-            await pipe.execute()
+            return await work()
         except _FAILURES as exc:
-            raise StoreUnavailable(f"redis write: {type(exc).__name__}") from exc
+            raise StoreUnavailable(f"redis {op}: {type(exc).__name__}") from exc
 
     async def ping(self) -> bool:
         try:
@@ -68,3 +95,8 @@ class RedisCache:
         if self._reader is not None:
             self._reader.close()
         await self._client.aclose()
+
+
+def _generation(raw: bytes | None) -> int:
+    """A generation read back from Redis; anything but a counter counts as the first."""
+    return int(raw) if raw is not None and raw.isdigit() else 0

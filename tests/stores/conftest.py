@@ -1,4 +1,4 @@
-"""Every backend of the usage and key stores, for one behaviour suite each: memory, the
+"""Every backend of the cache, usage and key stores, for one behaviour suite each: memory, the
 embedded SQLite file, a real Redis and a real Redis Cluster (where redis-server can run one)."""
 
 from __future__ import annotations
@@ -20,15 +20,18 @@ from gateway.apikeys.sqlite import SqliteKeys
 from gateway.cache import Cache
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache, RedisClient
+from gateway.cache.sqlite import SqliteCache
 from gateway.embedded import Database
 from gateway.usage import UsageStore
 from gateway.usage.memory import MemoryUsage
 from gateway.usage.redis import RedisUsage
 from gateway.usage.sqlite import SqliteUsage
+from tests.support.clock import FakeClock
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 BACKENDS = ["memory", "sqlite", "redis", "cluster"]
+CACHE_TTL = 3600
 
 
 @pytest.fixture
@@ -83,8 +86,29 @@ def key_store(backend_name: str, redis_client: RedisClient | None, database: Dat
 
 
 @pytest.fixture
-def cache_store(backend_name: str, redis_client: RedisClient | None) -> Cache:
-    """The cache has no SQLite backend: there the suite runs on memory again."""
+def cache_clock() -> FakeClock:
+    """Time for the in-process and SQLite caches (Redis keeps its own)."""
+    return FakeClock(1_800_000_000.0)
+
+
+@pytest.fixture
+async def cache_store(
+    backend_name: str, redis_client: RedisClient | None, tmp_path: Path, cache_clock: FakeClock
+) -> AsyncIterator[Cache]:
+    cache: Cache
     if redis_client is not None:
-        return RedisCache(redis_client, ttl_seconds=60, timeout=1.0)
-    return MemoryCache(max_entries=1000, ttl_seconds=60)
+        cache = RedisCache(redis_client, ttl_seconds=CACHE_TTL, timeout=1.0)
+    elif backend_name == "sqlite":
+        cache = SqliteCache(
+            tmp_path / "cache",
+            max_bytes=1 << 20,
+            ttl_seconds=CACHE_TTL,
+            hot_entries=10,
+            timeout=5.0,
+            clock=cache_clock,
+        )
+    else:
+        cache = MemoryCache(max_entries=1000, ttl_seconds=CACHE_TTL, clock=cache_clock)
+    yield cache
+    if backend_name == "sqlite":  # a Redis client is closed by its own fixture
+        await cache.close()

@@ -225,11 +225,13 @@ def _undecodable(token: int) -> bool:
     return False
 
 
-def embeddings_body(call: EmbeddingCall, usage_multiplier: float = 1.0) -> bytes:
+def embeddings_body(
+    call: EmbeddingCall, usage_multiplier: float = 1.0, revision: str = ""
+) -> bytes:
     """OpenAI's success body: ``object, data, model, usage`` with ``data`` in input order."""
     tokens = round(call.tokens * usage_multiplier)
     data = [
-        {"object": "embedding", "index": index, "embedding": _embedding(call, text)}
+        {"object": "embedding", "index": index, "embedding": _embedding(call, text, revision)}
         for index, text in enumerate(call.texts)
     ]
     body = {
@@ -241,8 +243,8 @@ def embeddings_body(call: EmbeddingCall, usage_multiplier: float = 1.0) -> bytes
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _embedding(call: EmbeddingCall, text: str) -> Vector | str:
-    full = _full_vector(call.model, text, call.native_dims)
+def _embedding(call: EmbeddingCall, text: str, revision: str = "") -> Vector | str:
+    full = _full_vector(call.model + revision, text, call.native_dims)
     vector = full if call.dimensions is None else truncate(full, call.dimensions)
     return encode_base64(vector) if call.encoding_format == "base64" else vector
 
@@ -362,6 +364,8 @@ class FakeUpstream:
         self.inputs_embedded = 0
         self.max_concurrency = self.in_flight
         self.delay = 0.0
+        # Set it to answer other vectors, as a provider that silently changed its model would.
+        self.revision = ""
         self._scripted: collections.deque[Fault] = collections.deque()
         self._random: RandomFailures | None = None
         # A hostile upstream: a success body built by this (see hostile.py), or a redirect.
@@ -472,7 +476,7 @@ class FakeUpstream:
         self.inputs_embedded += len(outcome.texts)
         if self.answer is not None:
             return web.Response(body=self.answer(outcome), content_type="application/json")
-        body = embeddings_body(outcome, self.usage_multiplier)
+        body = embeddings_body(outcome, self.usage_multiplier, self.revision)
         return web.Response(body=body, content_type="application/json")
 
     def _refusal(self, call: EmbeddingCall) -> ApiError | None:

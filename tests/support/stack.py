@@ -43,13 +43,23 @@ def shipped_settings(
     return parse(merge(raw, overrides or {}))
 
 
+EMBEDDED = ("memory", "sqlite")
+
+
 class Stack:
+    """``backend``: a Redis URL, "memory" or "sqlite" for that cache backend, or "" for the
+    embedded default; the SQLite file goes to a fresh directory unless the overrides name one."""
+
     def __init__(
-        self, loop: BackgroundLoop, redis_url: str, overrides: dict[str, Any] | None = None
+        self, loop: BackgroundLoop, backend: str, overrides: dict[str, Any] | None = None
     ) -> None:
         self.loop = loop
-        self.data_dir = tempfile.mkdtemp(prefix="gateway-data-")  # the SQLite file, per stack
-        overrides = merge({"stores": {"data_dir": self.data_dir}}, overrides or {})
+        self.data_dir = tempfile.mkdtemp(prefix="gateway-data-")  # the SQLite files, per stack
+        stores: dict[str, Any] = {"data_dir": self.data_dir}
+        if backend in EMBEDDED:
+            stores["cache"] = backend
+        overrides = merge({"stores": stores}, overrides or {})
+        redis_url = "" if backend in EMBEDDED else backend
         probe = shipped_settings("http://unused", redis_url, overrides)
         self.upstream = FakeUpstream({name: m.dimensions for name, m in probe.models.items()})
         upstream_url = loop.run(self.upstream.start())
