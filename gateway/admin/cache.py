@@ -4,7 +4,6 @@ at once (a new generation: O(1), no SCAN), forget given inputs in the scopes nam
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,13 +12,14 @@ from aiohttp import web
 
 from gateway import protocol
 from gateway.admin import cache_requests as views
+from gateway.admin.access import require_internal
 from gateway.admin.audit import audit_log
-from gateway.auth import client_ip, forwarded_for, parse_networks, presented_key
+from gateway.auth import client_ip, forwarded_for, parse_networks
 from gateway.cache import Cache
 from gateway.cache.lookup import CacheLookup, KeyParts
 from gateway.canonical import prepare
 from gateway.catalog import Catalog, Model
-from gateway.errors import AuthenticationFailed, GatewayError, ModelNotFound, ServiceUnavailable
+from gateway.errors import GatewayError, ModelNotFound, ServiceUnavailable
 from gateway.metrics import Metrics
 from gateway.middleware import REQUEST_ID
 from gateway.settings import AuthSettings
@@ -27,8 +27,6 @@ from gateway.store import StoreUnavailable
 from gateway.tokens import Cl100k
 
 PATH = "/v1/organization/cache"
-NEEDS_TOKEN = "The organization API needs the internal (admin) token."
-TURNED_OFF = "The organization API is off: set auth.internal_token (GATEWAY_INTERNAL_TOKEN)."
 
 Outcome = tuple[int, dict[str, Any], str | None]  # status, body, the model acted on
 Work = Callable[[web.Request], Awaitable[Outcome]]
@@ -116,20 +114,11 @@ class CacheRoutes:
             raise ModelNotFound(name)
         return model
 
-    def _require_internal(self, request: web.Request) -> None:
-        if not self._token:
-            raise AuthenticationFailed(TURNED_OFF)
-        presented = presented_key(
-            request.headers.get("Authorization"), request.headers.get("x-api-key")
-        )
-        if not hmac.compare_digest((presented or "").encode(), self._token):
-            raise AuthenticationFailed(NEEDS_TOKEN, code="invalid_api_key")
-
     def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             status, model, who = 500, request.match_info.get("model"), "refused"
             try:
-                self._require_internal(request)
+                require_internal(request, self._token)
                 who = "internal token"
                 status, body, model = await work(request)
                 return web.json_response(body, status=status)

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from gateway.admin.access import require_internal
 from gateway.admin.audit import audit
 from gateway.admin.budgets import BudgetAdmin, parse_budget
 from gateway.apikeys import views
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.requests import parse_changes, parse_grace, parse_page
-from gateway.auth import client_ip, forwarded_for, parse_networks, presented_key
-from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, ServiceUnavailable
+from gateway.auth import client_ip, forwarded_for, parse_networks
+from gateway.errors import GatewayError, InvalidRequest, ServiceUnavailable
 from gateway.middleware import REQUEST_ID
 from gateway.settings import AuthSettings
 from gateway.store import StoreUnavailable
 
 PATH = "/v1/organization/api_keys"
-NEEDS_TOKEN = "The organization API needs the internal (admin) token."
-TURNED_OFF = "The organization API is off: set auth.internal_token (GATEWAY_INTERNAL_TOKEN)."
 
 Outcome = tuple[int, dict[str, Any], str | None]  # status, body, the key id acted on
 Work = Callable[[web.Request], Awaitable[Outcome]]
@@ -47,20 +45,11 @@ class KeyRoutes:
         self._token = auth.internal_token.encode()
         self._trusted = parse_networks(auth.trusted_proxies)
 
-    def _require_internal(self, request: web.Request) -> None:
-        if not self._token:
-            raise AuthenticationFailed(TURNED_OFF)
-        presented = presented_key(
-            request.headers.get("Authorization"), request.headers.get("x-api-key")
-        )
-        if not hmac.compare_digest((presented or "").encode(), self._token):
-            raise AuthenticationFailed(NEEDS_TOKEN, code="invalid_api_key")
-
     def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             status, key_id, who = 500, request.match_info.get("key_id"), "refused"
             try:
-                self._require_internal(request)
+                require_internal(request, self._token)
                 who = "internal token"
                 status, body, key_id = await work(request)
                 return web.json_response(body, status=status)

@@ -3,7 +3,6 @@ budget each may spend. Internal token only; every call writes an audit line."""
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -12,12 +11,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.admin.access import require_internal
 from gateway.admin.audit import audit_log
 from gateway.admin.budgets import BudgetAdmin
-from gateway.auth import presented_key
 from gateway.budgets.book import BudgetBook, Project
 from gateway.errors import (
-    AuthenticationFailed,
     GatewayError,
     InvalidRequest,
     NotFound,
@@ -26,8 +24,6 @@ from gateway.errors import (
 from gateway.store import StoreUnavailable
 
 PATH = "/v1/organization/projects"
-NEEDS_TOKEN = "The organization API needs the internal (admin) token."
-TURNED_OFF = "The organization API is off: set auth.internal_token (GATEWAY_INTERNAL_TOKEN)."
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 KeyTeams = Callable[[], Awaitable[Iterable[str]]]  # the teams of every key, runtime ones too
@@ -68,20 +64,11 @@ class ProjectRoutes:
         self._started_at = started_at
         self._clock = clock
 
-    def _require_internal(self, request: web.Request) -> None:
-        if not self._token:
-            raise AuthenticationFailed(TURNED_OFF)
-        presented = presented_key(
-            request.headers.get("Authorization"), request.headers.get("x-api-key")
-        )
-        if not hmac.compare_digest((presented or "").encode(), self._token):
-            raise AuthenticationFailed(NEEDS_TOKEN, code="invalid_api_key")
-
     def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             status, project_id = 500, request.match_info.get("project_id")
             try:
-                self._require_internal(request)
+                require_internal(request, self._token)
                 status, body, project_id = await work(request)
                 return web.json_response(body, status=status)
             except GatewayError as exc:
