@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from gateway.admin.spend import SpendRoutes
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.directory import KeyDirectory
 from gateway.auth import KeyRing
-from gateway.background import Background
+from gateway.background import Background, stop_task
 from gateway.breaker import CircuitBreaker
 from gateway.cache import Cache
 from gateway.cache.instrumented import InstrumentedCache
@@ -168,7 +167,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
     cache = InstrumentedCache(build_cache(backends, metrics.cache_error), metrics)
     limiter = build_limiter(backends)
     limits = TenantLimits(limiter, settings.limits, on_reject=metrics.rate_limited)
-    offload = OffLoop(settings.server.offload_per_key)
+    offload = OffLoop(settings.server.offload_per_key, settings.server.parse_processes)
     providers = {name: build_provider(name, spec) for name, spec in settings.providers.items()}
     background = Background()
     spending = build_spending(settings, backends, metrics=metrics, background=background)
@@ -253,12 +252,6 @@ async def load_keys(directory: KeyDirectory) -> None:
         log.error("runtime API keys could not be read yet; requests need a config key until then")
 
 
-async def stop_task(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def build_cache_routes(parts: Parts) -> CacheRoutes:
     return CacheRoutes(
         parts.cache,
@@ -283,6 +276,7 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
         await parts.spending.stop(spending_tasks)
         for task in tasks:
             await stop_task(task)
+        parts.offload.close()
         await parts.background.drain()
         await parts.usage.flush()
         await parts.directory.tick()

@@ -20,3 +20,15 @@ class Background:
     async def drain(self) -> None:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+STOP_RECHECK_SECONDS = 0.1
+
+
+async def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has ended. A cancellation can be lost when it lands as
+    an awaited call completes (a library's own cleanup awaiting in `finally`, Python 3.11's
+    timeout races), leaving a periodic loop running forever: cancel again until it ends."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=STOP_RECHECK_SECONDS)

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from gateway.admin.budgets import BudgetAdmin
-from gateway.background import Background
+from gateway.background import Background, stop_task
 from gateway.budgets import Budget, Ledger
 from gateway.budgets.alerts import AlertWatch
 from gateway.budgets.book import BookStore, BudgetBook
@@ -122,9 +122,7 @@ class Spending:
 
     async def stop(self, tasks: list[asyncio.Task[None]]) -> None:
         for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         with contextlib.suppress(StoreUnavailable):
             await self.history.flush()
 

@@ -7,7 +7,9 @@ run on another thread's event loop: ``BackgroundLoop`` is that thread.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+import traceback
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
@@ -69,8 +71,21 @@ class BackgroundLoop:
         try:
             return future.result(timeout)
         except TimeoutError:
+            self._report_stuck()
             future.cancel()
             raise
+
+    def _report_stuck(self) -> None:
+        """Print where the loop's thread and each of its tasks are, to name what hangs."""
+        frame = sys._current_frames().get(self._thread.ident or 0)
+        print("background loop thread:", file=sys.stderr)
+        traceback.print_stack(frame, file=sys.stderr)
+        try:
+            tasks = list(asyncio.all_tasks(self.loop))
+        except RuntimeError:  # the loop changed its task set while we read it
+            tasks = []
+        for task in tasks:
+            task.print_stack(file=sys.stderr)
 
     def start_app(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve ``app`` on the background loop; returns the bound port."""
