@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
+from gateway.bodyparse import ParsePool
 from gateway.errors import PayloadTooLarge, RateLimited, RequestTimeout
 
 P = ParamSpec("P")
@@ -70,17 +71,27 @@ def _busy(scope: str, cap: int) -> RateLimited:
 
 
 class OffLoop:
-    """CPU-heavy steps (parsing, tokenising) on threads, at most `per_tenant` at once per key,
-    so one tenant's huge requests queue behind each other instead of filling the pool."""
+    """CPU-heavy steps (parsing, tokenising) on threads, and the largest bodies' parsing in a
+    process of its own, at most `per_tenant` at once per key, so one tenant's huge requests queue
+    behind each other instead of filling the pool."""
 
-    def __init__(self, per_tenant: int) -> None:
+    def __init__(self, per_tenant: int, parse_processes: int = 0) -> None:
         self.per_tenant = per_tenant
+        self.parser = ParsePool(parse_processes)
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._users: Counter[str] = Counter()
 
     async def run(self, tenant: str, work: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
         async with self._gate(tenant):
             return await asyncio.to_thread(work, *args, **kw)
+
+    async def parse_elsewhere(self, tenant: str, body: bytes) -> Any:
+        """The body parsed in a pool process (see `gateway.bodyparse`), for `protocol`."""
+        async with self._gate(tenant):
+            return await self.parser.parse(body)
+
+    def close(self) -> None:
+        self.parser.close()
 
     @contextlib.asynccontextmanager
     async def _gate(self, tenant: str) -> AsyncIterator[None]:

@@ -23,6 +23,7 @@ from gateway.auth import (
     parse_networks,
     presented_key,
 )
+from gateway.bodyparse import OUT_OF_PROCESS_BYTES
 from gateway.cache import Cache
 from gateway.catalog import Catalog, Model
 from gateway.errors import AuthenticationFailed, ModelNotFound, ServiceUnavailable
@@ -138,6 +139,9 @@ class Handlers:
         if len(body) < OFF_LOOP_BYTES:
             return protocol.parse_embedding_request(body, self.catalog)
         tenant = caller.principal.key_id
+        if len(body) >= OUT_OF_PROCESS_BYTES and self.offload.parser.enabled:
+            data = await self.offload.parse_elsewhere(tenant, body)
+            return protocol.embedding_request(data, self.catalog)
         return await self.offload.run(tenant, protocol.parse_embedding_request, body, self.catalog)
 
     def _cache_controls(self, request: web.Request, caller: Caller) -> cache_control.CacheControls:

@@ -50,7 +50,15 @@ class EmbeddingRequest:
 
 
 def parse_embedding_request(body: bytes, catalog: Catalog) -> EmbeddingRequest:
-    data = _json_object(body)
+    return embedding_request(_json(body), catalog)
+
+
+def embedding_request(data: Any, catalog: Catalog) -> EmbeddingRequest:
+    """Validates a parsed body (None: it was not JSON); token lists may already be arrays."""
+    if data is None:
+        raise InvalidRequest(_NOT_JSON)
+    if not isinstance(data, dict):
+        raise InvalidRequest("Invalid request body: expected a JSON object.")
     model = _model(data.get("model"), catalog)
     inputs, token_input = _inputs(data)
     return EmbeddingRequest(
@@ -63,14 +71,11 @@ def parse_embedding_request(body: bytes, catalog: Catalog) -> EmbeddingRequest:
     )
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def _json(body: bytes) -> Any:
     try:
-        data = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise InvalidRequest(_NOT_JSON) from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("Invalid request body: expected a JSON object.")
-    return data
+        return None
 
 
 def _model(value: Any, catalog: Catalog) -> Model:
@@ -90,6 +95,8 @@ def _inputs(data: dict[str, Any]) -> tuple[list[str] | list[TokenIds], bool]:
             "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
         )
     raw = data["input"]
+    if isinstance(raw, np.ndarray):  # one token list, parsed out of process
+        return [_token_ids(raw)], True
     if isinstance(raw, str):
         return _texts([raw]), False
     if not isinstance(raw, list):
@@ -102,7 +109,7 @@ def _inputs(data: dict[str, Any]) -> tuple[list[str] | list[TokenIds], bool]:
     _check_count(raw)
     if isinstance(first, str):
         return _texts(raw), False
-    if isinstance(first, list):
+    if isinstance(first, list | np.ndarray):
         return [_token_ids(item) for item in raw], True
     raise InvalidRequest(_INVALID_INPUT)
 
@@ -127,12 +134,7 @@ def _texts(items: list[Any]) -> list[str]:
 
 
 def _token_ids(item: Any) -> TokenIds:
-    if not isinstance(item, list) or not item or bool in set(map(type, item)):
-        raise InvalidRequest(_INVALID_INPUT)
-    try:
-        ids = np.asarray(item)
-    except (ValueError, OverflowError):
-        raise InvalidRequest(_INVALID_INPUT) from None
+    ids = item if isinstance(item, np.ndarray) else _array(item)
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise InvalidRequest(_INVALID_INPUT)
     low, high = int(ids.min()), int(ids.max())
@@ -142,6 +144,15 @@ def _token_ids(item: Any) -> TokenIds:
             f"maximum value is {MAX_TOKEN_ID} (inclusive)."
         )
     return ids.astype("<u4")
+
+
+def _array(item: Any) -> np.ndarray:
+    if not isinstance(item, list) or not item or bool in set(map(type, item)):
+        raise InvalidRequest(_INVALID_INPUT)
+    try:
+        return np.asarray(item)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(_INVALID_INPUT) from None
 
 
 def _encoding_format(value: Any) -> EncodingFormat:

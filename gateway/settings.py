@@ -60,6 +60,10 @@ class ServerSettings:
     max_in_flight_per_ip: int = field(default=0, metadata=NON_NEGATIVE)
     # Large requests are parsed and tokenised on threads, at most this many at once per key.
     offload_per_key: int = field(default=1, metadata=POSITIVE_INT)
+    # Bodies of 1 MiB and more are parsed in this many separate processes (started on first
+    # use): parsing holds the interpreter lock, so on a thread it would pause every request.
+    # 0 parses them on threads.
+    parse_processes: int = field(default=1, metadata=NON_NEGATIVE)
     # After body_grace seconds a body that has arrived slower than min_body_rate bytes/s gets a
     # 408 at once; 0 turns the check off (body_timeout still applies).
     min_body_rate: float = field(default=4096.0, metadata=NON_NEGATIVE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import logging
 import math
 from typing import Any
@@ -33,6 +34,7 @@ _NOT_PASSED_THROUGH = {401, 403, 408, 409, 429}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # More than any one call can carry (2048 inputs of 8191 tokens); above it, usage is not trusted.
 MAX_REPORTED_TOKENS = 1 << 25
+LARGE_BODY_BYTES = 1024 * 1024
 
 log = logging.getLogger("gateway.upstream")
 
@@ -225,9 +227,11 @@ class OpenAIProvider:
 
     async def _post(self, payload: bytes) -> tuple[int, bytes, Any]:
         assert self._session is not None, "provider used before start()"
+        # aiohttp writes a bytes body in one go and warns past 1 MiB; a stream goes in pieces.
+        data = io.BytesIO(payload) if len(payload) > LARGE_BODY_BYTES else payload
         try:
             async with self._session.post(
-                self._url, data=payload, headers=self._headers, allow_redirects=False
+                self._url, data=data, headers=self._headers, allow_redirects=False
             ) as resp:
                 return resp.status, await resp.read(), resp.headers
         except TimeoutError:

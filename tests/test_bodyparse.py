@@ -1,0 +1,104 @@
+"""Bodies parsed in a pool process validate exactly as bodies parsed in place, and the
+serving process receives token lists as compact arrays."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+
+from gateway.bodyparse import ParsePool, lighten
+from gateway.catalog import Catalog
+from gateway.errors import GatewayError
+from gateway.protocol import EmbeddingRequest, embedding_request, parse_embedding_request
+from tests.support.background import BackgroundLoop
+from tests.support.stack import Stack, shipped_settings
+
+CATALOG = Catalog.from_settings(shipped_settings("http://unused", "").models)
+SMALL = "text-embedding-3-small"
+
+BODIES = [
+    b'{"model":"text-embedding-3-small","input":[[1,2,3],[4,5]]}',
+    b'{"model":"text-embedding-3-small","input":[1,2,3],"encoding_format":"base64"}',
+    b'{"model":"text-embedding-3-small","input":["a","b"],"dimensions":8,"user":"u"}',
+    b'{"model":"text-embedding-3-small","input":[[1,true]]}',
+    b'{"model":"text-embedding-3-small","input":[[1,2.5]]}',
+    b'{"model":"text-embedding-3-small","input":[[[1]]]}',
+    b'{"model":"text-embedding-3-small","input":[[]]}',
+    b'{"model":"text-embedding-3-small","input":[[1],"a"]}',
+    b'{"model":"text-embedding-3-small","input":[-1]}',
+    b'{"model":"text-embedding-3-small","input":[[99999999]]}',
+    b'{"model":"text-embedding-3-small","input":[18446744073709551615]}',
+    b'{"model":"no-such-model","input":[[1,true]]}',
+    b'{"model":"text-embedding-3-small","input":[[1]],"extra":[1,2,3]}',
+    b"[]",
+    b"not json",
+]
+
+
+def outcome(parse: object) -> tuple[str, object]:
+    """The request's fields, or the error's status and envelope."""
+    try:
+        assert callable(parse)
+        request = parse()
+    except GatewayError as exc:
+        return "error", (exc.status, exc.message, exc.param, exc.code)
+    assert isinstance(request, EmbeddingRequest)
+    inputs = [i if isinstance(i, str) else i.tolist() for i in request.inputs]
+    return "ok", (request.model.name, inputs, request.encoding_format, request.dimensions)
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_a_body_parsed_elsewhere_validates_as_one_parsed_here(body: bytes) -> None:
+    here = outcome(lambda: parse_embedding_request(body, CATALOG))
+    elsewhere = outcome(lambda: embedding_request(lighten(body), CATALOG))
+    assert elsewhere == here
+
+
+def test_token_lists_come_back_as_four_byte_arrays() -> None:
+    light = lighten(b'{"model":"m","input":[[1,2,3],[70000]]}')
+    assert isinstance(light, dict)
+    assert [(a.dtype.str, a.tolist()) for a in light["input"]] == [
+        ("<u4", [1, 2, 3]),
+        ("<u4", [70000]),
+    ]
+
+
+def test_fields_validation_never_reads_are_left_behind() -> None:
+    light = lighten(b'{"model":"m","input":"x","padding":[1,2,3]}')
+    assert light == {"model": "m", "input": "x"}
+
+
+def test_the_pool_process_parses_a_body() -> None:
+    async def parse() -> object:
+        pool = ParsePool(1)
+        try:
+            return await pool.parse(b'{"model":"m","input":[5,6]}')
+        finally:
+            pool.close()
+
+    light = asyncio.run(parse())
+    assert isinstance(light, dict)
+    assert light["input"].tolist() == [5, 6]
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Stack]:
+    with BackgroundLoop() as loop:
+        stack = Stack(loop, "")
+        yield stack
+        stack.close()
+
+
+def test_a_large_token_body_is_embedded_with_its_own_tokens(gateway: Stack) -> None:
+    tokens = [[10_000 + (i * 7 + j) % 50_000 for j in range(4096)] for i in range(48)]  # 1.2 MB
+    body = orjson.dumps({"model": SMALL, "input": tokens})
+    assert len(body) > 1024 * 1024
+    response = httpx.post(f"{gateway.base_url}/embeddings", content=body, timeout=30)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 48
+    sent = [item for call in gateway.upstream.requests for item in call["input"]]
+    assert sorted(map(tuple, sent)) == sorted(map(tuple, tokens))
