@@ -10,8 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.support.background import BackgroundLoop
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_stack
 from tests.test_schemathesis import CHECKS
 
 Case: TypeAlias = schemathesis.Case[Any]
@@ -20,10 +19,8 @@ TOKEN = "fuzz-admin-token"
 
 @pytest.fixture(scope="module")
 def admin_live() -> Iterator[Stack]:
-    with BackgroundLoop() as loop:
-        stack = Stack(loop, "", {"auth": {"internal_token": TOKEN}})
+    with own_stack("", {"auth": {"internal_token": TOKEN}}) as stack:
         yield stack
-        stack.close()
 
 
 @pytest.fixture(scope="module")

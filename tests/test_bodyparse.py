@@ -14,8 +14,7 @@ from gateway.bodyparse import ParsePool, lighten
 from gateway.catalog import Catalog
 from gateway.errors import GatewayError
 from gateway.protocol import EmbeddingRequest, embedding_request, parse_embedding_request
-from tests.support.background import BackgroundLoop
-from tests.support.stack import Stack, shipped_settings
+from tests.support.stack import Stack, own_stack, shipped_settings
 
 CATALOG = Catalog.from_settings(shipped_settings("http://unused", "").models)
 SMALL = "text-embedding-3-small"
@@ -87,10 +86,8 @@ def test_the_pool_process_parses_a_body() -> None:
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Stack]:
-    with BackgroundLoop() as loop:
-        stack = Stack(loop, "")
+    with own_stack() as stack:
         yield stack
-        stack.close()
 
 
 def test_a_large_token_body_is_embedded_with_its_own_tokens(gateway: Stack) -> None:

@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.background import BackgroundLoop
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_stack
 
 SMALL = "text-embedding-3-small"
 INVALID_INPUT = (
@@ -20,10 +19,8 @@ INVALID_INPUT = (
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Stack]:
-    with BackgroundLoop() as loop:
-        stack = Stack(loop, "")
+    with own_stack() as stack:
         yield stack
-        stack.close()
 
 
 def error_of(gateway: Stack, body: Any, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.settings import hash_key
 from tests.support.background import BackgroundLoop
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_stack
 
 SMALL = "text-embedding-3-small"
 KEY = "sk-hostile-tenant-secret"
@@ -25,10 +25,8 @@ def gateway() -> Iterator[Stack]:
         "server": {"max_body_bytes": 64 * 1024, "body_timeout": 0.3},
         "auth": {"keys": [{"name": "tenant", "sha256": hash_key(KEY)}]},
     }
-    with BackgroundLoop() as loop:
-        stack = Stack(loop, "", config)
+    with own_stack("", config) as stack:
         yield stack
-        stack.close()
 
 
 def raw_post(stack: Stack, body: bytes) -> httpx.Response:

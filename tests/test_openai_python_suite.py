@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.background import BackgroundLoop
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_stack
 
 SUITE = ("tests/api_resources/test_embeddings.py", "tests/api_resources/test_models.py")
 NOT_APPLICABLE = "delete"  # models.delete: the gateway's catalog is its config
@@ -75,10 +74,8 @@ def sdist() -> Path:
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Stack]:
     extra = {RETRIEVED: {"dimensions": 8, "deployments": [{"provider": "openai"}]}}
-    with BackgroundLoop() as loop:
-        stack = Stack(loop, "", {"models": extra})
+    with own_stack("", {"models": extra}) as stack:
         yield stack
-        stack.close()
 
 
 def run_suite(sdist: Path, gateway: Stack, report: Path) -> subprocess.CompletedProcess[str]:

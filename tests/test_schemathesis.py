@@ -19,8 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.support.background import BackgroundLoop
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_stack
 
 Case: TypeAlias = schemathesis.Case[Any]
 UNLIMITED = {
@@ -34,10 +33,8 @@ ENVELOPE_KEYS = ["message", "type", "param", "code"]
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Stack]:
-    with BackgroundLoop() as loop:
-        stack = Stack(loop, "", UNLIMITED)
+    with own_stack("", UNLIMITED) as stack:
         yield stack
-        stack.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,9 @@ from gateway.store import ErrorLog, StoreGuard, StoreUnavailable
 from gateway.usage import Counts, Row, UsageRecord
 from gateway.usage.buffer import UsageBuffer
 from gateway.usage.redis import RedisUsage
-from tests.support.background import BackgroundLoop
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_stack
 
 KEY = "sk-store-tenant-secret"
 BODY = {"model": "text-embedding-3-small", "input": "hello"}
@@ -90,10 +89,8 @@ def keyed(own_redis: RedisServer) -> Iterator[Stack]:
         "cache": {"timeout": 0.2, "breaker_cooldown": 30},
         "fetch": {"batch_window_ms": 0},
     }
-    with BackgroundLoop() as loop:
-        stack = Stack(loop, own_redis.url, config)
+    with own_stack(own_redis.url, config) as stack:
         yield stack
-        stack.close()
 
 
 def timed_post(stack: Stack, n: int, client: httpx.Client) -> float:

