@@ -321,7 +321,7 @@ def spending_routes(parts: Parts, handlers: Handlers) -> list[web.RouteDef]:
     projects = ProjectRoutes(
         spending.book,
         spending.admin,
-        internal_token=settings.auth.internal_token,
+        auth=settings.auth,
         config_teams=teams,
         key_teams=lambda: key_teams(parts.admin),
         started_at=handlers.created,

@@ -5,6 +5,7 @@ the response headers, the gauge, and teams as projects through the admin API."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Iterator
 from decimal import Decimal
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from gateway.settings import hash_key
@@ -221,3 +223,18 @@ def test_a_project_change_needs_a_body(budgeted: Stack) -> None:
         timeout=10,
     )
     assert response.status_code == 400
+
+
+def test_every_projects_call_is_audit_logged_without_the_token(
+    budgeted: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gateway.audit"):
+        admin(budgeted, "POST", "/search", {"budget": {"usd": 1, "period": "daily"}})
+        httpx.get(f"{budgeted.url}/v1/organization/projects")  # refused: logged too
+    lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name == "gateway.audit"]
+    assert [(line["audit"], line["project_id"], line["status"]) for line in lines] == [
+        ("projects.update", "search", 200),
+        ("projects.list", None, 401),
+    ]
+    assert [line["actor"]["credential"] for line in lines] == ["internal token", "refused"]
+    assert not any(INTERNAL in r.getMessage() for r in caplog.records)

@@ -4,32 +4,23 @@ at once (a new generation: O(1), no SCAN), forget given inputs in the scopes nam
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway import protocol
 from gateway.admin import cache_requests as views
-from gateway.admin.access import require_internal
-from gateway.admin.audit import audit_log
-from gateway.auth import client_ip, forwarded_for, parse_networks
+from gateway.admin.audit import Audited, Outcome
 from gateway.cache import Cache
 from gateway.cache.lookup import CacheLookup, KeyParts
 from gateway.canonical import prepare
 from gateway.catalog import Catalog, Model
-from gateway.errors import GatewayError, ModelNotFound, ServiceUnavailable
+from gateway.errors import ModelNotFound
 from gateway.metrics import Metrics
-from gateway.middleware import REQUEST_ID
 from gateway.settings import AuthSettings
-from gateway.store import StoreUnavailable
 from gateway.tokens import Cl100k
 
 PATH = "/v1/organization/cache"
-
-Outcome = tuple[int, dict[str, Any], str | None]  # status, body, the model acted on
-Work = Callable[[web.Request], Awaitable[Outcome]]
 
 
 class CacheRoutes:
@@ -45,8 +36,7 @@ class CacheRoutes:
         self._lookup = lookup
         self._catalog = catalog
         self._metrics = metrics
-        self._token = auth.internal_token.encode()
-        self._trusted = parse_networks(auth.trusted_proxies)
+        self._audited = Audited(auth, subject="model", store="cache")
         self._tokenizer: Cl100k | None = None
 
     def routes(self) -> list[web.RouteDef]:
@@ -113,38 +103,3 @@ class CacheRoutes:
         if model is None:
             raise ModelNotFound(name)
         return model
-
-    def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
-            status, model, who = 500, request.match_info.get("model"), "refused"
-            try:
-                require_internal(request, self._token)
-                who = "internal token"
-                status, body, model = await work(request)
-                return web.json_response(body, status=status)
-            except GatewayError as exc:
-                status = exc.status
-                raise
-            except StoreUnavailable:
-                status = 503
-                raise ServiceUnavailable(
-                    "The cache store is unavailable; please retry shortly.",
-                    headers={"retry-after": "1"},
-                ) from None
-            finally:
-                self._audit(action, request, who, model, status)
-
-        return handle
-
-    def _audit(
-        self, action: str, request: web.Request, who: str, model: str | None, status: int
-    ) -> None:
-        """The admin API's audit line (gateway/admin/audit.py), naming a model, not a key."""
-        ip = client_ip(
-            request.remote,
-            forwarded_for(request.headers.getall("X-Forwarded-For", [])),
-            self._trusted,
-        )
-        actor = {"credential": who, "ip": ip, "request_id": request[REQUEST_ID]}
-        line = {"audit": action, "actor": actor, "model": model, "status": status}
-        audit_log.info(orjson.dumps(line).decode())

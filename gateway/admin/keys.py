@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.admin.access import require_internal
-from gateway.admin.audit import audit
+from gateway.admin.audit import Audited, Outcome
 from gateway.admin.budgets import BudgetAdmin, parse_budget
 from gateway.apikeys import views
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.requests import parse_changes, parse_grace, parse_page
-from gateway.auth import client_ip, forwarded_for, parse_networks
-from gateway.errors import GatewayError, InvalidRequest, ServiceUnavailable
-from gateway.middleware import REQUEST_ID
+from gateway.errors import InvalidRequest
 from gateway.settings import AuthSettings
-from gateway.store import StoreUnavailable
 
 PATH = "/v1/organization/api_keys"
-
-Outcome = tuple[int, dict[str, Any], str | None]  # status, body, the key id acted on
-Work = Callable[[web.Request], Awaitable[Outcome]]
 
 
 async def _json(request: web.Request) -> Any:
@@ -42,39 +34,7 @@ class KeyRoutes:
     ) -> None:
         self._budgets = budgets
         self._admin = admin
-        self._token = auth.internal_token.encode()
-        self._trusted = parse_networks(auth.trusted_proxies)
-
-    def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
-            status, key_id, who = 500, request.match_info.get("key_id"), "refused"
-            try:
-                require_internal(request, self._token)
-                who = "internal token"
-                status, body, key_id = await work(request)
-                return web.json_response(body, status=status)
-            except GatewayError as exc:
-                status = exc.status
-                raise
-            except StoreUnavailable:
-                status = 503
-                raise ServiceUnavailable(
-                    "The key store is unavailable; please retry shortly.",
-                    headers={"retry-after": "1"},
-                ) from None
-            finally:
-                actor = {
-                    "credential": who,
-                    "ip": self._ip(request),
-                    "request_id": request[REQUEST_ID],
-                }
-                audit(action, actor, key_id, status)
-
-        return handle
-
-    def _ip(self, request: web.Request) -> str:
-        lines = request.headers.getall("X-Forwarded-For", [])
-        return client_ip(request.remote, forwarded_for(lines), self._trusted)
+        self._audited = Audited(auth, subject="key_id", store="key")
 
     def _split_budget(self, body: Any) -> tuple[Any, dict[str, Any]]:
         """The body without `budget` (for the key store), and the budget part, checked before

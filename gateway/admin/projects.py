@@ -11,24 +11,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.admin.access import require_internal
-from gateway.admin.audit import audit_log
+from gateway.admin.audit import Audited, Outcome
 from gateway.admin.budgets import BudgetAdmin
 from gateway.budgets.book import BudgetBook, Project
 from gateway.errors import (
-    GatewayError,
     InvalidRequest,
     NotFound,
-    ServiceUnavailable,
 )
-from gateway.store import StoreUnavailable
+from gateway.settings import AuthSettings
 
 PATH = "/v1/organization/projects"
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 KeyTeams = Callable[[], Awaitable[Iterable[str]]]  # the teams of every key, runtime ones too
-Outcome = tuple[int, dict[str, Any], str | None]
-Work = Callable[[web.Request], Awaitable[Outcome]]
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -50,7 +45,7 @@ class ProjectRoutes:
         book: BudgetBook,
         budgets: BudgetAdmin,
         *,
-        internal_token: str,
+        auth: AuthSettings,
         config_teams: Iterable[str],
         key_teams: KeyTeams | None = None,
         started_at: int,
@@ -58,34 +53,11 @@ class ProjectRoutes:
     ) -> None:
         self._book = book
         self._budgets = budgets
-        self._token = internal_token.encode()
+        self._audited = Audited(auth, subject="project_id", store="budget")
         self._config_teams = sorted(set(config_teams) - {""})
         self._key_teams = key_teams
         self._started_at = started_at
         self._clock = clock
-
-    def _audited(self, action: str, work: Work) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
-            status, project_id = 500, request.match_info.get("project_id")
-            try:
-                require_internal(request, self._token)
-                status, body, project_id = await work(request)
-                return web.json_response(body, status=status)
-            except GatewayError as exc:
-                status = exc.status
-                raise
-            except StoreUnavailable:
-                status = 503
-                raise ServiceUnavailable(
-                    "The budget store is unavailable; please retry shortly.",
-                    headers={"retry-after": "1"},
-                ) from None
-            finally:
-                line = {"audit": action, "actor": {"token": "internal", "ip": request.remote or ""},
-                        "project_id": project_id, "status": status}  # fmt: skip
-                audit_log.info(orjson.dumps(line).decode())
-
-        return handle
 
     async def _projects(self) -> dict[str, Project]:
         """Teams named in config or by a key at runtime, then those made through this API."""
