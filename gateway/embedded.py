@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +19,8 @@ T = TypeVar("T")
 
 FILE_NAME = "gateway.db"
 BUSY_TIMEOUT_SECONDS = 5.0
+OPEN_ATTEMPTS = 5
+OPEN_RETRY_SECONDS = 0.02
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -42,14 +45,7 @@ class Database:
         self._lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint
-        connection.executescript(SCHEMA)
-        return connection
+        return open_file(self.path, SCHEMA)
 
     def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` on the connection now, in this thread (for the CLI and threads)."""
@@ -71,12 +67,46 @@ class Database:
                 self._connection = None
 
 
-def transaction(connection: sqlite3.Connection, statements: Callable[[], None]) -> None:
+def open_file(
+    path: Path, schema: str | None, *, timeout: float = BUSY_TIMEOUT_SECONDS
+) -> sqlite3.Connection:
+    """A connection to the file at `path` in WAL mode, made with `schema` (None: a connection
+    that only reads a file another one has set up). Several workers opening a new file at once
+    race to switch it to WAL, and a loser is told "locked" without the busy timeout's wait: it
+    tries again, briefly."""
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
+        try:
+            return _open(path, schema, timeout)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == OPEN_ATTEMPTS:
+                raise
+            time.sleep(OPEN_RETRY_SECONDS * attempt)
+    raise AssertionError("unreachable")
+
+
+def _open(path: Path, schema: str | None, timeout: float) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(
+        path, timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        if schema is not None:
+            connection.execute("PRAGMA journal_mode=WAL")  # kept by the file once set
+            connection.executescript(schema)
+        connection.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last writes only
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def transaction(connection: sqlite3.Connection, work: Callable[[], T]) -> T:
     """BEGIN IMMEDIATE takes the write lock up front, so two workers never deadlock."""
     connection.execute("BEGIN IMMEDIATE")
     try:
-        statements()
+        result = work()
     except BaseException:
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+    return result

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from gateway.cache import Contents
 from gateway.cache import sqlite_db as db
 from gateway.cache.memory import MemoryCache
+from gateway.embedded import BUSY_TIMEOUT_SECONDS
 from gateway.store import StoreUnavailable
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ class SqliteCache:
         now = self._clock()
         expires = now + (ttl_seconds or self._ttl)
         await self._checked(
-            self._writer, self._write, items, now, expires, timeout=db.BUSY_TIMEOUT_SECONDS * 2
+            self._writer, self._write, items, now, expires, timeout=BUSY_TIMEOUT_SECONDS * 2
         )
         self._hot.put(items, expires, now)
 
@@ -151,7 +152,7 @@ class SqliteCache:
         return await self._admin(self._reader, db.stored_bytes)
 
     async def _admin(self, executor: ThreadPoolExecutor, work: Callable[..., T], *args: Any) -> T:
-        return await self._checked(executor, work, *args, timeout=db.BUSY_TIMEOUT_SECONDS * 2)
+        return await self._checked(executor, work, *args, timeout=BUSY_TIMEOUT_SECONDS * 2)
 
     async def _checked(
         self,

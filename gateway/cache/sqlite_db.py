@@ -10,17 +10,17 @@ entry by a refresh): every process clears its in-memory tier when it sees the ep
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from gateway.cache import ModelEntries
+from gateway.embedded import BUSY_TIMEOUT_SECONDS, open_file, transaction
 from gateway.keys import key_model
 
 T = TypeVar("T")
 
 FILE_NAME = "cache.db"
-BUSY_TIMEOUT_SECONDS = 5.0
 EVICT_TO = 0.9  # an eviction pass frees down to this share of the budget
 CHUNK = 500  # rows per statement where many rows go at once
 
@@ -67,29 +67,7 @@ def connect(
     path: Path, *, schema: bool = True, timeout: float = BUSY_TIMEOUT_SECONDS
 ) -> sqlite3.Connection:
     """``schema=False`` for a connection that only reads a file another one has set up."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(
-        path, timeout=timeout, isolation_level=None, check_same_thread=False
-    )
-    if schema:
-        connection.execute("PRAGMA journal_mode=WAL")  # kept by the file once set
-        connection.executescript(SCHEMA)
-    connection.execute(
-        "PRAGMA synchronous=NORMAL"
-    )  # a crash may lose the last writes, not the file
-    return connection
-
-
-def transaction(connection: sqlite3.Connection, work: Callable[[], T]) -> T:
-    """BEGIN IMMEDIATE takes the write lock up front, so two workers never deadlock."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        result = work()
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
-    return result
+    return open_file(path, SCHEMA if schema else None, timeout=timeout)
 
 
 def _marks(count: int) -> str:
