@@ -1,10 +1,14 @@
-"""After a response is built: metrics, usage counters, and the request's cost and savings."""
+"""After a response is built: metrics, usage counters, and the request's cost and savings; after
+a request of a known key failed: whether the spend history counts it as rate-limited or as an
+upstream error."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway import history
 from gateway.catalog import Model
+from gateway.errors import GatewayError
 from gateway.history.buffer import HistoryBuffer
 from gateway.metrics import Metrics
 from gateway.service import Caller, EmbeddingResult
@@ -28,6 +32,20 @@ def usd(amount: float) -> str:
     """Fixed-point dollars without float noise in the last places: 8e-08 -> 0.00000008."""
     text = f"{amount:.12f}".rstrip("0").rstrip(".")
     return text or "0"
+
+
+UPSTREAM_FAILURES = frozenset({502, 503, 504})
+
+
+def refusal(error: GatewayError) -> history.Counts | None:
+    """What the spend history counts for a failed request: every 429 is the gateway's own (a
+    provider's 429 is answered as a 503); a 502/503/504 or a provider's error passed on is an
+    upstream error. Errors about the request itself (4xx) count nowhere."""
+    if error.status == 429:
+        return history.RATE_LIMITED
+    if error.status in UPSTREAM_FAILURES or error.upstream_status is not None:
+        return history.UPSTREAM_ERROR
+    return None
 
 
 class Accountant:
@@ -56,5 +74,13 @@ class Accountant:
         )
         self._usage.add(UsageRecord(Row(caller.principal.key_id, team, model.name), counts))
         if self._history is not None:
-            self._history.add(caller.principal.key_id, team, model.name, counts)
+            self._history.add(
+                caller.principal.key_id, team, model.name, history.Counts.served(counts)
+            )
         return charge
+
+    def failed(self, caller: Caller, model: str, error: GatewayError) -> None:
+        """``model``: "" when the request failed before its model was read."""
+        counts = refusal(error)
+        if counts is not None and self._history is not None:
+            self._history.add(caller.principal.key_id, caller.principal.team, model, counts)

@@ -26,7 +26,12 @@ from gateway.auth import (
 from gateway.bodyparse import OUT_OF_PROCESS_BYTES
 from gateway.cache import Cache
 from gateway.catalog import Catalog, Model
-from gateway.errors import AuthenticationFailed, ModelNotFound, ServiceUnavailable
+from gateway.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    ModelNotFound,
+    ServiceUnavailable,
+)
 from gateway.fairshare import BodyReader, InFlight, OffLoop
 from gateway.metrics import Metrics
 from gateway.middleware import FACTS
@@ -94,16 +99,21 @@ class Handlers:
     async def embeddings(self, request: web.Request) -> web.Response:
         """Charged from the headers alone, before any byte of the body is read: a failed
         authentication pays the IP's bucket; a known caller takes one of its in-flight slots
-        (checked before anything is awaited) and pays its request buckets."""
+        (checked before anything is awaited) and pays its request buckets. A refused or failed
+        request of a known caller is filed under its model once that was read, "" before."""
         ip = self._ip(request)
         try:
             caller = self._caller(request, ip)
         except AuthenticationFailed:
             await self.limits.admit_anyone(ip)
             raise
-        with self._share(caller):
-            quota = await self.limits.admit_request(caller.principal, ip)
-            return await self._embeddings(request, dataclasses.replace(caller, quota=quota))
+        try:
+            with self._share(caller):
+                quota = await self.limits.admit_request(caller.principal, ip)
+                return await self._embeddings(request, dataclasses.replace(caller, quota=quota))
+        except GatewayError as error:  # counted in the spend history when it is a refusal
+            self.accountant.failed(caller, request[FACTS].get("model", ""), error)
+            raise
 
     def _share(self, caller: Caller) -> contextlib.AbstractContextManager[Any]:
         if caller.principal.internal:

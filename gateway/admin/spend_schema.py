@@ -73,6 +73,8 @@ SCHEMAS: dict[str, Schema] = {
             "inputs": _COUNT,
             "cached_inputs": _COUNT,
             "saved_usd": {"type": "number", "minimum": 0},
+            "rate_limited": _COUNT,
+            "upstream_errors": _COUNT,
         }
     ),
     "CostsResult": _closed(

@@ -1,23 +1,58 @@
-"""Spend history: usage per UTC hour, key, team and model as exact integer counters (the
-`Counts` of `gateway.usage`), summed in memory and written to a store (one backend per module:
-memory, sqlite, redis) once a second. Days are sums of their hours. Reports in the shape of
-OpenAI's organization Usage and Costs APIs are built from the counters (`query`, `report`)."""
+"""Spend history: usage per UTC hour, key, team and model as exact integer counters, summed in
+memory and written to a store (one backend per module: memory, sqlite, redis) once a second.
+Days are sums of their hours. Reports in the shape of OpenAI's organization Usage and Costs APIs
+are built from the counters (`query`, `report`).
+
+Beside what served requests used (the `Counts` of `gateway.usage`), each hour counts the
+requests the gateway refused with a 429 (its rate limits, concurrency shares and budgets) and
+those that failed because the upstream did (a 502, 503 or 504 after the attempts, or a
+provider's own error passed on). A refusal before the request's model was read is filed under
+the model "" (shown as no model)."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from gateway.usage import FIELDS, ZERO, Counts
+from gateway import usage
 
 HOUR = 3600
 DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    requests: int = 0  # served: the usage counters of `gateway.usage`, in its order
+    inputs: int = 0
+    cached_inputs: int = 0
+    tokens: int = 0
+    billed_tokens: int = 0
+    rate_limited: int = 0  # answered 429 by the gateway's limits or budgets
+    upstream_errors: int = 0  # failed because the upstream did
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def values(self) -> tuple[int, ...]:
+        return dataclasses.astuple(self)
+
+    @classmethod
+    def served(cls, counts: usage.Counts) -> Counts:
+        return cls(*counts.values())
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(Counts))
+ZERO = Counts()
+RATE_LIMITED = Counts(rate_limited=1)
+UPSTREAM_ERROR = Counts(upstream_errors=1)
 
 
 class Slot(NamedTuple):
     hour: int  # Unix seconds // 3600
     key: str  # the key's id
     team: str
-    model: str
+    model: str  # "": refused before the model was read
 
 
 __all__ = ["FIELDS", "ZERO", "Counts", "HistoryStore", "Slot", "Table", "merge_into"]

@@ -2,8 +2,11 @@
 same rows as CSV (pure). Money is summed in exact integer units and turned into dollars last.
 
 A usage result's `input_tokens` counts every token served (hits included), `num_model_requests`
-the requests; `inputs`, `cached_inputs` and `saved_usd` are this gateway's additions. A cost
-result's `amount` is what misses cost upstream at the catalog price."""
+the requests served; `inputs`, `cached_inputs`, `saved_usd`, `rate_limited` (requests refused
+with a 429) and `upstream_errors` (requests failed because the upstream did) are this gateway's
+additions. A refusal before the model was read has the model null. A cost result's `amount` is
+what misses cost upstream at the catalog price; hours with only refusals cost nothing and have
+no cost result."""
 
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ USAGE_COLUMNS = (
     "inputs",
     "cached_inputs",
     "saved_usd",
+    "rate_limited",
+    "upstream_errors",
 )
 COSTS_COLUMNS = (
     "start_time",
@@ -50,7 +55,7 @@ def line_item(model: str) -> str:
 
 def _values(slot: Slot) -> dict[str, str | None]:
     return {
-        "model": slot.model,
+        "model": slot.model or None,  # refused before the model was read
         "api_key_id": slot.key,
         "project_id": slot.team or None,  # a key without a team is in no project
         "line_item": line_item(slot.model),
@@ -133,12 +138,16 @@ def usage_page(table: Table, query: Query, price: Price) -> dict[str, Any]:
             "inputs": total.inputs,
             "cached_inputs": total.cached_inputs,
             "saved_usd": units_to_usd(saved),
+            "rate_limited": total.rate_limited,
+            "upstream_errors": total.upstream_errors,
         }
 
     return _page(table, query, result)
 
 
 def costs_page(table: Table, query: Query, price: Price) -> dict[str, Any]:
+    served = {slot: counts for slot, counts in table.items() if counts.requests}
+
     def result(group: Group, models: Mapping[str, Counts]) -> dict[str, Any]:
         spent = sum(token_cost(c.billed_tokens, price(m)) for m, c in models.items())
         named = _named(query, group)
@@ -150,7 +159,7 @@ def costs_page(table: Table, query: Query, price: Price) -> dict[str, Any]:
             "api_key_id": named.get("api_key_id"),
         }
 
-    return _page(table, query, result)
+    return _page(served, query, result)
 
 
 def _flat(bucket: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Spend history in the embedded SQLite file: one row per (hour, key, team, model), upserted
-in one transaction per write; kept across restarts and shared by one machine's workers."""
+in one transaction per write; kept across restarts and shared by one machine's workers.
+
+A file written by an older version lacks the newer counters' columns: the first use adds them
+(zero for the hours already there), in one transaction, so workers opening it together agree."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ T = TypeVar("T")
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS usage_hourly (
     hour INTEGER NOT NULL, key TEXT NOT NULL, team TEXT NOT NULL, model TEXT NOT NULL,
-    {", ".join(f"{name} INTEGER NOT NULL" for name in FIELDS)},
+    {", ".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name in FIELDS)},
     PRIMARY KEY (hour, key, team, model)
 );
 """
@@ -53,9 +56,17 @@ class SqliteHistory:
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if not self._ready:
-            await self._database.run(lambda db: db.executescript(SCHEMA))
+            await self._database.run(lambda db: transaction(db, lambda: _prepare(db)))
             self._ready = True
         return await self._database.run(work)
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute(SCHEMA)
+    present = {row[1] for row in db.execute("PRAGMA table_info(usage_hourly)")}
+    for name in FIELDS:
+        if name not in present:
+            db.execute(f"ALTER TABLE usage_hourly ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
 
 
 def _upsert(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:

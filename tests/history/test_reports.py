@@ -103,6 +103,36 @@ def test_costs_are_what_misses_cost_per_project_and_line_item() -> None:
     ]
 
 
+REFUSALS: Table = {
+    **TABLE,
+    Slot(H0 + 1, "alice", "red", "small"): Counts(2, 4, 1, 400, 300, 1, 2),
+    Slot(H0 + 3, "alice", "red", ""): Counts(rate_limited=4),
+    Slot(H0 + 26, "bob", "", "small"): Counts(upstream_errors=1),
+}
+
+
+def test_usage_counts_rate_limited_and_upstream_errors_per_bucket() -> None:
+    page = usage_page(REFUSALS, query(), price)
+    counted = [
+        [(r["rate_limited"], r["upstream_errors"]) for r in b["results"]] for b in page["data"]
+    ]
+    assert counted == [[(5, 2)], [(0, 1)], [(0, 0)]]
+    OAS30Validator(usage_response(USAGE_EMBEDDINGS_RESULT)).validate(page)
+
+
+def test_a_refusal_before_the_model_was_read_has_no_model() -> None:
+    page = usage_page(REFUSALS, query(group_by="model"), price)
+    by_model = {r["model"]: r for r in page["data"][0]["results"]}
+    assert by_model[None]["rate_limited"] == 4 and by_model[None]["num_model_requests"] == 0
+    narrowed = usage_page(REFUSALS, query(models=["small"]), price)
+    assert narrowed["data"][0]["results"][0]["rate_limited"] == 1
+
+
+def test_hours_with_only_refusals_have_no_cost_result() -> None:
+    with_refusals = costs_page(REFUSALS, query(COSTS, group_by="line_item"), price)
+    assert with_refusals == costs_page(TABLE, query(COSTS, group_by="line_item"), price)
+
+
 def test_hourly_buckets_and_paging_with_next_page() -> None:
     first = usage_page(TABLE, query(bucket_width="1h", limit="2"), price)
     assert first["has_more"] and first["next_page"] == f"page_{DAY0 + 2 * HOUR}"

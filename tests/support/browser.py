@@ -13,6 +13,7 @@ from types import TracebackType
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -72,6 +73,14 @@ class Browser:
         element.clear()
         element.send_keys(text)
 
+    def press(self, *keys: str) -> None:
+        """Keys as a person types them, to whatever has the focus."""
+        ActionChains(self.driver).send_keys(*keys).perform()
+
+    def focused(self) -> str:
+        """The id of the element that has the focus ("" when it has none)."""
+        return str(self.run("return document.activeElement.id || ''"))
+
     def wait_until(self, script: str, timeout: float = 10.0) -> None:
         """Wait until a JavaScript expression is truthy in the page."""
         WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(
@@ -81,6 +90,14 @@ class Browser:
     def run(self, script: str) -> object:
         return self.driver.execute_script(script)
 
-    def screenshot(self, path: Path) -> None:
+    def screenshot(self, path: Path, *, whole_page: bool = False) -> None:
+        """The window, or (`whole_page`) the window made as tall as the page for one shot."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.driver.save_screenshot(str(path))
+        size = self.driver.get_window_size()
+        if whole_page:
+            height = str(self.run("return document.documentElement.scrollHeight"))
+            self.driver.set_window_size(size["width"], int(height) + 140)
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            self.driver.set_window_size(size["width"], size["height"])

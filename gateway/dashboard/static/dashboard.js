@@ -58,9 +58,14 @@ async function pages(path) {
 
 // ------------------------------------------------------------------ the range shown
 
+function chosenRange() {
+  const pressed = document.querySelector('.range[aria-pressed="true"]');
+  return pressed ? pressed.dataset.range : "7";
+}
+
 function range() {
   const today = Math.floor(Date.now() / 1000 / DAY) * DAY;
-  const choice = $("range").value;
+  const choice = chosenRange();
   if (choice === "custom") {
     const from = Date.parse($("from").value) / 1000;
     const to = Date.parse($("to").value) / 1000 + DAY;
@@ -83,10 +88,11 @@ function days([start, end]) {
 function row(bucket, r, fields) {
   return {
     day: isoDay(bucket.start_time),
-    model: r.model || modelOf(r.line_item),
+    // A usage row without a model: requests refused before their model was read.
+    model: r.model || (r.line_item ? modelOf(r.line_item) : "(none)"),
     project_id: r.project_id || "none",
     api_key_id: r.api_key_id || "–",
-    requests: 0, tokens: 0, inputs: 0, cached: 0, spent: 0, saved: 0,
+    requests: 0, tokens: 0, inputs: 0, cached: 0, spent: 0, saved: 0, limited: 0, failed: 0,
     ...fields,
   };
 }
@@ -102,6 +108,8 @@ function usageRows(buckets) {
     inputs: r.inputs || 0,
     cached: r.cached_inputs || 0,
     saved: Number(r.saved_usd) || 0,
+    limited: r.rate_limited || 0,
+    failed: r.upstream_errors || 0,
   })));
 }
 
@@ -177,16 +185,28 @@ function escape(value) {
   return String(value).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function stackedPerDay(chartId, tableId, rows, group, field, format) {
+function total(perDay) {
+  return [...perDay.values()].reduce((a, b) => a + b, 0);
+}
+
+// The chart's text alternative: what it adds up to, and by whom.
+function summarise(id, text) {
+  $(id).textContent = text;
+}
+
+function stackedPerDay(name, rows, group, field, format) {
   const labels = days(range());
   const series = byDayAndGroup(rows, group, field);
-  const names = [...series.keys()].sort();
-  draw(chartId, "bar", labels, names.map((name) => ({
-    label: name,
-    data: labels.map((day) => series.get(name).get(day) || 0),
+  const names = [...series.keys()].filter((n) => total(series.get(n)) !== 0).sort();
+  draw(`${name}-chart`, "bar", labels, names.map((n) => ({
+    label: `${GROUP_LABEL[group]} ${n}`,
+    data: labels.map((day) => series.get(n).get(day) || 0),
   })), { y: { ticks: { callback: (value) => format(value) } } });
   const body = labels.map((day) => [day, ...names.map((n) => format(series.get(n).get(day) || 0))]);
-  table(tableId, ["Day", ...names.map((n) => `${GROUP_LABEL[group]} ${n}`)], body, (i) => i > 0);
+  table(`${name}-table`, ["Day", ...names.map((n) => `${GROUP_LABEL[group]} ${n}`)], body, (i) => i > 0);
+  const parts = names.map((n) => `${GROUP_LABEL[group]} ${n} ${format(total(series.get(n)))}`);
+  summarise(`${name}-summary`, `${format(sum(rows, field))} in ${labels.length} day(s)` +
+    (parts.length ? `: ${parts.join(", ")}.` : "."));
 }
 
 function hitRatio(rows) {
@@ -203,6 +223,30 @@ function hitRatio(rows) {
   table("ratio-table", ["Day", "Cached share"], labels.map((d, i) => [
     d, ratio[i] === null ? "no traffic" : percent(ratio[i]),
   ]), (i) => i > 0);
+  const inputsAll = sum(rows, "inputs");
+  summarise("ratio-summary", inputsAll
+    ? `${percent(sum(rows, "cached") / inputsAll)} of ${count(inputsAll)} inputs from the cache.`
+    : "No inputs in this range.");
+}
+
+// Two series told apart by name, line style and point shape, not by colour alone.
+function refusals(rows) {
+  const labels = days(range());
+  const perDay = (field) => byDayAndGroup(rows, "day", field);
+  const series = [["limited", "rate-limited (429)"], ["failed", "upstream errors"]].map(
+    ([field, label]) => {
+      const byDay = perDay(field);
+      return { label, data: labels.map((day) => (byDay.has(day) ? byDay.get(day).get(day) : 0)) };
+    });
+  draw("refusals-chart", "line", labels, series, { y: { ticks: { precision: 0 } } });
+  table("refusals-table", ["Day", "Rate-limited (429)", "Upstream errors"],
+    labels.map((day, i) => [day, count(series[0].data[i]), count(series[1].data[i])]),
+    (i) => i > 0);
+  const limited = sum(rows, "limited");
+  const failed = sum(rows, "failed");
+  summarise("refusals-summary", `${count(limited)} rate-limited (429) and ` +
+    `${count(failed)} upstream error${failed === 1 ? "" : "s"} in ${labels.length} day(s).`);
+  $("empty-refusals").hidden = limited + failed > 0;
 }
 
 function setTotal(id, value, text) {
@@ -218,6 +262,8 @@ function totals(rows) {
   setTotal("total-hit-ratio", ratio ?? "", ratio === null ? "–" : percent(ratio));
   setTotal("total-requests", sum(rows, "requests"), count(sum(rows, "requests")));
   setTotal("total-tokens", sum(rows, "tokens"), count(sum(rows, "tokens")));
+  setTotal("total-rate-limited", sum(rows, "limited"), count(sum(rows, "limited")));
+  setTotal("total-upstream-errors", sum(rows, "failed"), count(sum(rows, "failed")));
   $("empty-traffic").hidden = rows.length > 0;
 }
 
@@ -225,7 +271,7 @@ function budgetCell(budget) {
   if (!budget) return "no budget";
   const used = Math.min(1, budget.spent_usd / budget.usd);
   return `<meter min="0" max="1" value="${used}" aria-label="budget used"></meter> ` +
-    `${escape(usd(budget.spent_usd))} of ${escape(usd(budget.usd))} (${escape(percent(used))}), ` +
+    `${escape(usd(budget.spent_usd))} of ${escape(usd(budget.usd))} (${escape(percent(used))} used), ` +
     `${escape(budget.period)}, resets ${escape(budget.reset_at.slice(0, 10))}`;
 }
 
@@ -301,27 +347,41 @@ async function owners() {
 
 // ------------------------------------------------------------------ the page
 
-async function show() {
-  const [start, end] = range();
-  const group = $("group").value;
-  $("status").textContent = "Loading…";
+// Each load draws only if no later one started meanwhile (a person may press ranges quickly).
+let generation = 0;
+
+async function load(start, end) {
   const query = `start_time=${start}&end_time=${end}&bucket_width=1d&limit=31`;
   const groups = "group_by=model,api_key_id,project_id";
   const { budgets, names, organisation } = await owners();
-  $("who").textContent = organisation
-    ? "Signed in with the internal token: the whole organisation."
-    : "Signed in with an API key: its own figures only.";
   const rows = [
     ...usageRows(await pages(`/v1/organization/usage/embeddings?${query}&${groups}`)),
     ...costRows(await pages(`/v1/organization/costs?${query}&group_by=line_item,api_key_id,project_id`)),
   ].map((r) => ({ ...r, api_key_id: names.get(r.api_key_id) || r.api_key_id }));
-  totals(rows);
-  stackedPerDay("spend-chart", "spend-table", rows, group, "spent", usd);
-  stackedPerDay("saved-chart", "saved-table", rows, group, "saved", usd);
-  hitRatio(rows);
-  topSpenders(rows, budgets, names);
-  cacheTable(await apiOrNull("/v1/organization/cache"));
+  const cache = await apiOrNull("/v1/organization/cache");
+  return { budgets, names, organisation, rows, cache };
+}
+
+async function show() {
+  const mine = ++generation;
+  const [start, end] = range();
+  const group = $("group").value;
+  document.body.dataset.loaded = "";
+  $("status").textContent = "Loading…";
+  const data = await load(start, end);
+  if (mine !== generation) return;
+  $("who").textContent = data.organisation
+    ? "Signed in with the internal token: the whole organisation."
+    : "Signed in with an API key: its own figures only.";
+  totals(data.rows);
+  stackedPerDay("spend", data.rows, group, "spent", usd);
+  stackedPerDay("saved", data.rows, group, "saved", usd);
+  hitRatio(data.rows);
+  refusals(data.rows);
+  topSpenders(data.rows, data.budgets, data.names);
+  cacheTable(data.cache);
   $("status").textContent = `Showing ${isoDay(start)} to ${isoDay(end - DAY)} (UTC).`;
+  document.body.dataset.range = chosenRange();
   document.body.dataset.loaded = "true";
 }
 
@@ -338,6 +398,8 @@ function signedIn() {
   $("sign-in").hidden = true;
   $("main").hidden = false;
   $("sign-out").hidden = false;
+  $("skip").hidden = false;
+  $("main").focus({ preventScroll: true }); // the sign-in form is gone: the next Tab reaches the range buttons
   refresh();
 }
 
@@ -347,8 +409,20 @@ function signOut(message = "") {
   $("sign-in").hidden = false;
   $("main").hidden = true;
   $("sign-out").hidden = true;
+  $("skip").hidden = true;
   $("sign-in-error").textContent = message;
   $("token").focus();
+}
+
+// Buttons answer Enter and Space by themselves; the pressed one is the range shown.
+function chooseRange(button) {
+  for (const other of document.querySelectorAll(".range")) {
+    other.setAttribute("aria-pressed", String(other === button));
+  }
+  const custom = button.dataset.range === "custom";
+  $("custom-range").hidden = !custom;
+  if (custom) $("from").focus();
+  else refresh();
 }
 
 function start() {
@@ -362,9 +436,10 @@ function start() {
     event.preventDefault();
     refresh();
   });
-  $("range").addEventListener("change", () => {
-    $("custom-range").hidden = $("range").value !== "custom";
-  });
+  for (const button of document.querySelectorAll(".range")) {
+    button.addEventListener("click", () => chooseRange(button));
+  }
+  $("group").addEventListener("change", refresh);
   $("sign-out").addEventListener("click", () => signOut());
   if (token()) signedIn();
 }
