@@ -259,6 +259,7 @@ def build_cache_routes(parts: Parts) -> CacheRoutes:
         parts.catalog,
         parts.metrics,
         parts.settings.auth,
+        auth_off=lambda: not parts.keys.enabled,
     )
 
 
@@ -346,7 +347,9 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     app.add_routes(key_routes.routes())
     app.add_routes(spending_routes(parts, handlers))
     app.add_routes(build_cache_routes(parts).routes())
-    app.add_routes(Dashboard().routes())
+    app.add_routes(
+        Dashboard(lambda: not (parts.keys.enabled or settings.auth.internal_token)).routes()
+    )
     parts.metrics.seed(metrics_seed(settings, parts.catalog, app))
     app.cleanup_ctx.append(lifecycle(parts))
     return app

@@ -193,3 +193,24 @@ def test_a_purge_on_one_instance_is_a_miss_on_another_on_one_sqlite_file(
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize(
+    ("auth", "listing"),
+    [
+        ({}, 200),  # no keys, no token: figures are open, the cache's listing too
+        ({"keys": CONFIG["auth"]["keys"]}, 401),
+        ({"internal_token": INTERNAL}, 401),
+    ],
+    ids=["auth-off", "keys", "token"],
+)
+def test_only_a_gateway_without_keys_or_token_lists_its_cache_to_anyone(
+    background: BackgroundLoop, auth: dict[str, Any], listing: int
+) -> None:
+    stack = Stack(background, "memory", {"auth": auth})
+    try:
+        url = f"{stack.base_url}/organization/cache"
+        assert httpx.get(url, timeout=10).status_code == listing
+        assert httpx.delete(f"{url}/models/{SMALL}", timeout=10).status_code == 401
+    finally:
+        stack.close()

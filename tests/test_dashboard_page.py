@@ -17,7 +17,7 @@ from selenium.webdriver.common.keys import Keys
 from tests.support import browser
 from tests.support.background import BackgroundLoop
 from tests.support.browser import Browser
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_stack
 
 SMALL = "text-embedding-3-small"
 INTERNAL = "tok-internal-dashboard"
@@ -231,3 +231,21 @@ def test_an_empty_gateway_says_what_to_do(chromium: Browser) -> None:
             assert chromium.find("empty-budgets").is_displayed()
         finally:
             stack.close()
+
+
+def test_the_embedded_default_opens_without_a_sign_in(chromium: Browser) -> None:
+    """No keys and no internal token: the figures are open to anyone, the cache's too."""
+    with own_stack() as stack:
+        with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+            for text in ("open", "open", "door"):
+                client.post("/embeddings", json={"model": SMALL, "input": text})
+                stack.drain()
+        time.sleep(1.2)  # the usage buffer's write interval
+        chromium.open(f"{stack.url}/dashboard")
+        chromium.run("sessionStorage.clear()")
+        chromium.open(f"{stack.url}/dashboard")
+        chromium.wait_until("document.body.dataset.loaded === 'true'")
+        assert shown(chromium)["requests"] == 3 and chromium.text("total-hit-ratio") == "33.3%"
+        assert "open to anyone" in chromium.text("who")
+        assert not chromium.find("sign-out").is_displayed()
+        assert SMALL in chromium.text("cache")

@@ -38,20 +38,29 @@ def write(line: dict[str, Any]) -> None:
 
 class Audited:
     """`subject`: the route's match-info name of what is acted on, also the line's field name
-    (key_id, model, project_id); `store`: named in the 503 while it is unavailable."""
+    (key_id, model, project_id); `store`: named in the 503 while it is unavailable;
+    `auth_off`: whether the gateway has no keys now. Without keys and without an internal token
+    every figure is open to anyone, and so are the reads marked `read_only` (never a change)."""
 
-    def __init__(self, auth: AuthSettings, *, subject: str, store: str) -> None:
+    def __init__(
+        self,
+        auth: AuthSettings,
+        *,
+        subject: str,
+        store: str,
+        auth_off: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._token = auth.internal_token.encode()
         self._trusted = parse_networks(auth.trusted_proxies)
         self._subject = subject
         self._store = store
+        self._auth_off = auth_off
 
-    def __call__(self, action: str, work: Work) -> Handler:
+    def __call__(self, action: str, work: Work, *, read_only: bool = False) -> Handler:
         async def handle(request: web.Request) -> web.Response:
             status, subject, who = 500, request.match_info.get(self._subject), "refused"
             try:
-                require_internal(request, self._token)
-                who = "internal token"
+                who = self._credential(request, read_only)
                 status, body, subject = await work(request)
                 return web.json_response(body, status=status)
             except GatewayError as exc:
@@ -72,6 +81,12 @@ class Audited:
                 write({"audit": action, "actor": actor, self._subject: subject, "status": status})
 
         return handle
+
+    def _credential(self, request: web.Request, read_only: bool) -> str:
+        if read_only and not self._token and self._auth_off():
+            return "anyone (auth off)"
+        require_internal(request, self._token)
+        return "internal token"
 
     def _write(
         self, action: str, request: web.Request, who: str, subject: str | None, status: int

@@ -4,6 +4,7 @@ at once (a new generation: O(1), no SCAN), forget given inputs in the scopes nam
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
@@ -31,17 +32,19 @@ class CacheRoutes:
         catalog: Catalog,
         metrics: Metrics,
         auth: AuthSettings,
+        *,
+        auth_off: Callable[[], bool] = lambda: False,
     ) -> None:
         self._cache = cache
         self._lookup = lookup
         self._catalog = catalog
         self._metrics = metrics
-        self._audited = Audited(auth, subject="model", store="cache")
+        self._audited = Audited(auth, subject="model", store="cache", auth_off=auth_off)
         self._tokenizer: Cl100k | None = None
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get(PATH, self._audited("cache.list", self._list)),
+            web.get(PATH, self._audited("cache.list", self._list, read_only=True)),
             web.delete(f"{PATH}/models/{{model:.+}}", self._audited("cache.purge", self._purge)),
             web.post(f"{PATH}/delete", self._audited("cache.delete", self._delete)),
         ]

@@ -3,11 +3,14 @@
 Everything it needs ships in this package (HTML, CSS, its script and Chart.js), so it works
 offline and behind any firewall. The page holds no data and no secret: whoever opens it signs
 in with the internal token or a key, which the browser keeps for its session only and sends as
-a header to the same JSON endpoints any script would call.
+a header to the same JSON endpoints any script would call. A gateway with neither keys nor an
+internal token (the embedded default) has its figures open to anyone: the page then opens
+without a sign-in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 
 from aiohttp import web
@@ -37,14 +40,20 @@ def _read(name: str) -> bytes:
 
 
 class Dashboard:
-    def __init__(self) -> None:
+    """`open_to_all`: whether this gateway has neither keys nor an internal token, so its
+    figures are open to anyone (auth is off); the page then needs no sign-in."""
+
+    def __init__(self, open_to_all: Callable[[], bool] = lambda: False) -> None:
         self._files = {name: _read(name) for name in (PAGE, *ASSETS)}
+        self._open_page = self._files[PAGE].replace(b"<body>", b'<body data-auth="off">', 1)
+        self._open_to_all = open_to_all
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/dashboard", self.page), web.get("/dashboard/{asset}", self.asset)]
 
     async def page(self, _request: web.Request) -> web.Response:
-        return self._file(PAGE, "text/html")
+        body = self._open_page if self._open_to_all() else self._files[PAGE]
+        return self._response(body, "text/html")
 
     async def asset(self, request: web.Request) -> web.Response:
         name = request.match_info["asset"]
@@ -53,6 +62,8 @@ class Dashboard:
         return self._file(name, ASSETS[name])
 
     def _file(self, name: str, content_type: str) -> web.Response:
-        return web.Response(
-            body=self._files[name], content_type=content_type, charset="utf-8", headers=HEADERS
-        )
+        return self._response(self._files[name], content_type)
+
+    @staticmethod
+    def _response(body: bytes, content_type: str) -> web.Response:
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=HEADERS)

@@ -26,10 +26,15 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+// A gateway with neither keys nor an internal token marks its page: its figures are open to
+// anyone who can reach it, so there is nothing to sign in with.
+const isOpen = () => document.body.dataset.auth === "off";
+
 class Unauthorized extends Error {}
 
 async function api(path) {
-  const response = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
+  const headers = token() ? { Authorization: "Bearer " + token() } : {};
+  const response = await fetch(path, { headers });
   if (response.status === 401) throw new Unauthorized("the token was not accepted");
   const body = await response.json();
   if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
@@ -370,9 +375,12 @@ async function show() {
   $("status").textContent = "Loading…";
   const data = await load(start, end);
   if (mine !== generation) return;
-  $("who").textContent = data.organisation
-    ? "Signed in with the internal token: the whole organisation."
-    : "Signed in with an API key: its own figures only.";
+  $("who").textContent = isOpen()
+    ? "This gateway has no API keys and no internal token: its figures are open to anyone " +
+      "who can reach it. Set auth.internal_token to require a sign-in."
+    : data.organisation
+      ? "Signed in with the internal token: the whole organisation."
+      : "Signed in with an API key: its own figures only.";
   totals(data.rows);
   stackedPerDay("spend", data.rows, group, "spent", usd);
   stackedPerDay("saved", data.rows, group, "saved", usd);
@@ -397,7 +405,7 @@ async function refresh() {
 function signedIn() {
   $("sign-in").hidden = true;
   $("main").hidden = false;
-  $("sign-out").hidden = false;
+  $("sign-out").hidden = isOpen();
   $("skip").hidden = false;
   $("main").focus({ preventScroll: true }); // the sign-in form is gone: the next Tab reaches the range buttons
   refresh();
@@ -441,7 +449,7 @@ function start() {
   }
   $("group").addEventListener("change", refresh);
   $("sign-out").addEventListener("click", () => signOut());
-  if (token()) signedIn();
+  if (isOpen() || token()) signedIn();
 }
 
 document.addEventListener("DOMContentLoaded", start);
