@@ -67,6 +67,25 @@ class Database:
                 self._connection = None
 
 
+class Tables:
+    """A store's own tables in the shared database file: `prepare` (creating them, upgrading an
+    older file) runs once, before the store's first call."""
+
+    def __init__(self, database: Database, prepare: Callable[[sqlite3.Connection], object]) -> None:
+        self._database = database
+        self._prepare = prepare
+        self._ready = False
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._ready:
+            await self._database.run(self._prepare)
+            self._ready = True
+        return await self._database.run(work)
+
+    def close(self) -> None:
+        self._database.close()
+
+
 def open_file(
     path: Path, schema: str | None, *, timeout: float = BUSY_TIMEOUT_SECONDS
 ) -> sqlite3.Connection:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from gateway.budgets import Account, Reservation, admits
-from gateway.embedded import Database, transaction
+from gateway.embedded import Database, Tables, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_spend (
@@ -31,9 +31,8 @@ class SqliteLedger:
     name = "sqlite"
 
     def __init__(self, database: Database, clock: Callable[[], float] = time.time) -> None:
-        self._database = database
+        self._tables = Tables(database, lambda db: db.executescript(SCHEMA))
         self._clock = clock
-        self._ready = False
         self._purged_at = 0.0
 
     async def reserve(self, accounts: Sequence[Account], cost: int) -> Reservation:
@@ -47,17 +46,14 @@ class SqliteLedger:
         return await self._run(lambda db: _claim(db, marker, expires_at, now))
 
     async def close(self) -> None:
-        self._database.close()
+        self._tables.close()
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if not self._ready:
-            await self._database.run(lambda db: db.executescript(SCHEMA))
-            self._ready = True
         now = self._clock()
         if now - self._purged_at >= PURGE_EVERY:
             self._purged_at = now
-            await self._database.run(lambda db: _purge(db, int(now)))
-        return await self._database.run(work)
+            await self._tables.run(lambda db: _purge(db, int(now)))
+        return await self._tables.run(work)
 
 
 def _purge(db: sqlite3.Connection, now: int) -> None:
@@ -127,25 +123,18 @@ class SqliteBook:
     name = "sqlite"
 
     def __init__(self, database: Database) -> None:
-        self._database = database
-        self._ready = False
+        self._tables = Tables(database, lambda db: db.executescript(SCHEMA))
 
     async def put(self, name: str, body: bytes | None) -> None:
-        await self._run(lambda db: _put(db, name, body))
+        await self._tables.run(lambda db: _put(db, name, body))
 
     async def entries(self) -> dict[str, bytes]:
-        return await self._run(
+        return await self._tables.run(
             lambda db: {n: bytes(b) for n, b in db.execute("SELECT name, body FROM budget_book")}
         )
 
     async def close(self) -> None:
-        self._database.close()
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if not self._ready:
-            await self._database.run(lambda db: db.executescript(SCHEMA))
-            self._ready = True
-        return await self._database.run(work)
+        self._tables.close()
 
 
 def _put(db: sqlite3.Connection, name: str, body: bytes | None) -> None:

@@ -9,8 +9,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.history import HOUR, Counts, HistoryStore, Slot, Table, merge_into
+from gateway.history import HOUR, Counts, HistoryStore, Slot, Table
 from gateway.store import StoreUnavailable
+from gateway.writebehind import Pending
 
 log = logging.getLogger("gateway.history")
 
@@ -28,27 +29,15 @@ class HistoryBuffer:
         self._retention_hours = retention_hours
         self._interval = interval
         self._clock = clock
-        self._pending: Table = {}
+        self._pending: Pending[Slot, Counts] = Pending("history", log)
         self._pruned_at = 0.0
 
     def add(self, key: str, team: str, model: str, counts: Counts) -> None:
         hour = int(self._clock()) // HOUR
-        merge_into(self._pending, Slot(hour, key, team, model), counts)
+        self._pending.add(Slot(hour, key, team, model), counts)
 
     async def flush(self) -> None:
-        delta, self._pending = self._pending, {}
-        if not delta:
-            return
-        written = False
-        try:
-            await self._store.add(delta)
-            written = True
-        except StoreUnavailable as exc:
-            log.warning("history write failed, kept for the next one: %s", exc)
-        finally:  # failed or cancelled: keep the counts for the next write
-            if not written:
-                for slot, counts in delta.items():
-                    merge_into(self._pending, slot, counts)
+        await self._pending.flush(self._store.add)
 
     async def read(self, first_hour: int, end_hour: int) -> Table:
         await self.flush()

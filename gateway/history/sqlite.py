@@ -7,10 +7,9 @@ A file written by an older version lacks the newer counters' columns: the first 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from typing import TypeVar
 
-from gateway.embedded import Database, transaction
+from gateway.embedded import Database, Tables, transaction
 from gateway.history import FIELDS, Counts, Slot, Table
 
 T = TypeVar("T")
@@ -38,27 +37,20 @@ class SqliteHistory:
     name = "sqlite"
 
     def __init__(self, database: Database) -> None:
-        self._database = database
-        self._ready = False
+        self._tables = Tables(database, lambda db: transaction(db, lambda: _prepare(db)))
 
     async def add(self, delta: Table) -> None:
         rows = [(*slot, *counts.values()) for slot, counts in delta.items()]
-        await self._run(lambda db: transaction(db, lambda: _upsert(db, rows)))
+        await self._tables.run(lambda db: transaction(db, lambda: _upsert(db, rows)))
 
     async def read(self, first_hour: int, end_hour: int) -> Table:
-        return await self._run(lambda db: _read(db, first_hour, end_hour))
+        return await self._tables.run(lambda db: _read(db, first_hour, end_hour))
 
     async def prune(self, before_hour: int) -> None:
-        await self._run(lambda db: _prune(db, before_hour))
+        await self._tables.run(lambda db: _prune(db, before_hour))
 
     async def close(self) -> None:
-        self._database.close()
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if not self._ready:
-            await self._database.run(lambda db: transaction(db, lambda: _prepare(db)))
-            self._ready = True
-        return await self._database.run(work)
+        self._tables.close()
 
 
 def _prepare(db: sqlite3.Connection) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gateway.store import StoreUnavailable
-from gateway.usage import Table, UsageRecord, UsageStore, merge_into
+from gateway.usage import Counts, Row, Table, UsageRecord, UsageStore, merge_into
+from gateway.writebehind import Pending
 
 log = logging.getLogger("gateway.usage")
 
@@ -17,42 +17,30 @@ class UsageBuffer:
     def __init__(self, store: UsageStore, interval: float = 1.0) -> None:
         self._store = store
         self._interval = interval
-        self._pending: Table = {}
+        self._pending: Pending[Row, Counts] = Pending("usage", log)
 
     @property
     def store(self) -> UsageStore:
         return self._store
 
     def add(self, record: UsageRecord) -> None:
-        merge_into(self._pending, record.row, record.counts)
+        self._pending.add(record.row, record.counts)
 
     async def flush(self) -> None:
-        delta, self._pending = self._pending, {}
-        if not delta:
-            return
-        written = False
-        try:
-            await self._store.add(delta)
-            written = True
-        except StoreUnavailable as exc:
-            log.warning("usage write failed, kept for the next one: %s", exc)
-        finally:  # failed or cancelled: keep the counts for the next write
-            if not written:
-                for row, counts in delta.items():
-                    merge_into(self._pending, row, counts)
+        await self._pending.flush(self._store.add)
 
     async def table(self) -> Table:
         """The store's table plus what this instance has not written yet."""
         await self.flush()
         table = await self._store.table()
-        for row, counts in self._pending.items():
+        for row, counts in self._pending.snapshot().items():
             merge_into(table, row, counts)
         return table
 
     def pending(self) -> Table:
         """What this instance counted and has not written yet (all it has while the store is
         unavailable)."""
-        return dict(self._pending)
+        return self._pending.snapshot()
 
     async def run(self) -> None:
         """Flush every interval until cancelled (the app's lifecycle cancels, then flushes)."""
