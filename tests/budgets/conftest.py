@@ -8,20 +8,15 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
-from redis.asyncio.cluster import RedisCluster as ClusterClient
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from gateway.budgets import Ledger
 from gateway.budgets.book import BookStore
 from gateway.budgets.memory import MemoryBook, MemoryLedger
 from gateway.budgets.redis import RedisBook, RedisLedger
 from gateway.budgets.sqlite import SqliteBook, SqliteLedger
-from gateway.cache.redis import RedisClient
-from gateway.embedded import Database
 from tests.ratelimit.conftest import make_client
+from tests.support.backends import BACKENDS, Builders, store_on
 from tests.support.clock import FakeClock
-from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 # 2037-11-28 23:30 UTC, a Saturday: ahead of the real clock, as Redis expires keys by it
@@ -41,47 +36,21 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
     await client.aclose()
 
 
-async def redis_backend(request: pytest.FixtureRequest, kind: str) -> RedisClient:
-    """A flushed client of the session's Redis, or of its Redis Cluster."""
-    if kind == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        client: RedisClient = make_client(server.url)
-        await client.flushdb()
-        return client
-    nodes: RedisCluster = request.getfixturevalue("cluster_nodes")
-    nodes.flush()
-    return ClusterClient.from_url(nodes.url.replace("+cluster", ""), retry=Retry(NoBackoff(), 0))
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
+@pytest.fixture(params=BACKENDS)
 async def ledger(
     request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
 ) -> AsyncIterator[Ledger]:
-    backend: Ledger
-    if request.param == "memory":
-        backend = MemoryLedger(clock)
-    elif request.param == "sqlite":
-        backend = SqliteLedger(Database(tmp_path), clock)
-    else:
-        client = await redis_backend(request, request.param)
-        backend = RedisLedger(client)
-    yield backend
-    await backend.close()
-    if request.param in ("redis", "cluster"):
-        await client.aclose()
+    builders: Builders[Ledger] = Builders(
+        memory=lambda: MemoryLedger(clock),
+        sqlite=lambda database: SqliteLedger(database, clock),
+        redis=RedisLedger,
+    )
+    async with store_on(request, tmp_path, builders) as store:
+        yield store
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
+@pytest.fixture(params=BACKENDS)
 async def book_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BookStore]:
-    store: BookStore
-    if request.param == "memory":
-        store = MemoryBook()
-    elif request.param == "sqlite":
-        store = SqliteBook(Database(tmp_path))
-    else:
-        client = await redis_backend(request, request.param)
-        store = RedisBook(client)
-    yield store
-    await store.close()
-    if request.param in ("redis", "cluster"):
-        await client.aclose()
+    builders: Builders[BookStore] = Builders(MemoryBook, SqliteBook, RedisBook)
+    async with store_on(request, tmp_path, builders) as store:
+        yield store

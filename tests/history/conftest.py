@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from gateway.embedded import Database
 from gateway.history import HistoryStore
 from gateway.history.memory import MemoryHistory
 from gateway.history.redis import RedisHistory
 from gateway.history.sqlite import SqliteHistory
-from tests.budgets.conftest import redis_backend
 from tests.ratelimit.conftest import make_client
+from tests.support.backends import BACKENDS, Builders, store_on
 from tests.support.redis_server import RedisServer
 
 
@@ -27,17 +26,10 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
     await client.aclose()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
+@pytest.fixture(params=BACKENDS)
 async def history(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HistoryStore]:
-    store: HistoryStore
-    if request.param == "memory":
-        store = MemoryHistory()
-    elif request.param == "sqlite":
-        store = SqliteHistory(Database(tmp_path))
-    else:
-        client = await redis_backend(request, request.param)
-        store = RedisHistory(client, retention_hours=24 * 90)
-    yield store
-    await store.close()
-    if request.param in ("redis", "cluster"):
-        await client.aclose()
+    builders: Builders[HistoryStore] = Builders(
+        MemoryHistory, SqliteHistory, lambda client: RedisHistory(client, retention_hours=24 * 90)
+    )
+    async with store_on(request, tmp_path, builders) as store:
+        yield store
