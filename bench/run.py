@@ -1,4 +1,9 @@
-"""`python -m bench.run [--quick] [--workers N]`: the whole benchmark, one table on stdout.
+"""`python -m bench.run [--quick] [--scaling 1,2,4,8]`: the whole benchmark, one table on stdout.
+
+Every figure is set beside the one it is measured against, in the same run: the gateway's
+all-hit answers beside a bare aiohttp handler replaying the same bytes, the shipped logging
+beside logs off, a miss beside the upstream called directly, N workers beside N times one
+worker and beside N bare processes.
 
 Progress goes to stderr. Every process it starts (redis-server, the fake upstream, the gateway,
 the bare handlers, wrk) listens on or targets 127.0.0.1 only and is stopped by its own pid.
@@ -23,8 +28,9 @@ from pathlib import Path
 import redis
 
 from bench import bare, cpu, scenarios, stack, wrk
-from bench.report import Memory, Result, table
+from bench.report import LOGS_OFF, SHIPPED, Memory, Result, table
 from bench.scenarios import Scenario
+from gateway import codec
 from tests.support.redis_server import RedisServer
 
 _NOT_REPLAYED = {"date", "server", "content-length", "connection", "keep-alive"}
@@ -36,7 +42,7 @@ RETRIES = 2  # measurements taken again when other processes were busy meanwhile
 class Options:
     duration: float
     warmup: float
-    workers: int
+    scaling: tuple[int, ...]  # worker counts; 1 first
     quiet: cpu.QuietGate
 
 
@@ -89,15 +95,19 @@ def warm(url: str) -> None:
             time.sleep(0.1)
 
 
-def capture_single_hits(url: str, directory: Path) -> None:
-    """The gateway's own single-hit answers, for the bare handler to replay byte for byte."""
-    for encoding in ("float", "base64"):
-        body = scenarios.body(scenarios.SINGLE, encoding)
-        status, headers, answer = post(url, body, stack.INTERNAL_TOKEN)
+def capture(url: str, directory: Path, chosen: Sequence[Scenario]) -> None:
+    """The gateway's own answers to each all-hit scenario, for the bare handler to replay byte
+    for byte (headers included, but those that describe the connection)."""
+    for scenario in chosen:
+        status, headers, answer = post(url, scenario.body, stack.INTERNAL_TOKEN)
         if status != 200 or headers.get("x-cache") != "HIT":
-            raise RuntimeError(f"single hit ({encoding}) answered {status}: {answer[:300]!r}")
+            raise RuntimeError(f"{scenario.key} answered {status}: {answer[:300]!r}")
         replayed = {k: v for k, v in headers.items() if k.lower() not in _NOT_REPLAYED}
-        bare.save(directory, encoding, answer, replayed)
+        bare.save(directory, scenario.key, scenario.body, bare.Canned(answer, replayed))
+
+
+def capture_single_hits(url: str, directory: Path) -> None:
+    capture(url, directory, scenarios.single_hits("gateway"))
 
 
 # ---------------------------------------------------------------- measuring
@@ -113,7 +123,13 @@ class Target:
 
 
 def measure(
-    scenario: Scenario, target: Target, workers: int, opts: Options, workdir: Path
+    scenario: Scenario,
+    target: Target,
+    workers: int,
+    opts: Options,
+    workdir: Path,
+    *,
+    variant: str = SHIPPED,
 ) -> Result:
     load = wrk.Load(
         url=target.url,
@@ -121,6 +137,7 @@ def measure(
         concurrency=scenario.concurrency,
         token=target.token,
         timeout_s=scenario.timeout_s,
+        threads=wrk_threads(workers),
     )
     cpu.place(target.pids, isolate=workers == 1)
     for _attempt in range(RETRIES + 1):
@@ -131,48 +148,108 @@ def measure(
             break
         log(f"  (others used {m.cpu.other:.2f} CPU meanwhile: measuring again)")
         opts.quiet.waited_s += opts.warmup + opts.duration  # retries spend the same budget
-    result = Result(scenario, workers, m)
+    result = Result(scenario, workers, m, variant)
     log(
-        f"  {scenario.server:8} {workers}w {scenario.label:45} c{scenario.concurrency}: "
-        f"{m.rps:9,.0f} req/s  p50 {m.p50_ms:7.2f} ms  p99 {m.p99_ms:7.2f} ms  "
-        f"CPU server {m.cpu.server:.2f} wrk {m.cpu.wrk:.2f} aux {m.cpu.aux:.2f} "
-        f"other {m.cpu.other:.2f}" + ("" if m.ok else f"  ERRORS {m.errors} non-2xx {m.bad_status}")
+        f"  {scenario.server:8} {workers}w {variant:8} {scenario.label:40} "
+        f"c{scenario.concurrency}: {m.rps:9,.0f} req/s  p50 {m.p50_ms:7.2f} ms  "
+        f"p99 {m.p99_ms:7.2f} ms  CPU server {m.cpu.server:.2f} wrk {m.cpu.wrk:.2f} "
+        f"aux {m.cpu.aux:.2f} other {m.cpu.other:.2f}"
+        + ("" if m.ok else f"  ERRORS {m.errors} non-2xx {m.bad_status}")
     )
     return result
+
+
+def wrk_threads(workers: int) -> int:
+    """One load thread per two server processes, at most four, never more than the cores."""
+    return max(1, min(4, workers // 2, (os.cpu_count() or 1) // 2))
 
 
 def tree_pids(services: Sequence[stack.Service]) -> cpu.Pids:
     return lambda: [pid for service in services for pid in service.tree()]
 
 
-def bench_bare(workers: int, responses: Path, opts: Options, workdir: Path) -> list[Result]:
+def bench_bare(
+    workers: int,
+    responses: Path,
+    opts: Options,
+    workdir: Path,
+    chosen: Sequence[Scenario] | None = None,
+) -> list[Result]:
+    """`workers` bare processes replaying the captured answers (the single hits by default)."""
     services, url = stack.start_bare(responses, workers, workdir)
     try:
         target = Target(f"{url}/v1/embeddings", None, tree_pids(services))
-        return [measure(s, target, workers, opts, workdir) for s in scenarios.single_hits("bare")]
+        chosen = scenarios.single_hits("bare") if chosen is None else chosen
+        return [measure(s, target, workers, opts, workdir) for s in chosen]
     finally:
         for service in services:
             service.stop()
 
 
-def bench_gateway(workers: int, config: Path, opts: Options, workdir: Path) -> list[Result]:
-    log(f"gateway with {workers} worker(s)")
-    gateway, url = stack.start_gateway(config, workers, workdir)
+def bench_gateway(config: Path, opts: Options, workdir: Path) -> tuple[list[Result], Path]:
+    """The shipped configuration with 1 worker: every scenario, beside the bare handler
+    replaying the gateway's own answer to each all-hit scenario. Also answers where the
+    captured answers are, for the scaling runs."""
+    log("gateway with 1 worker, shipped configuration")
+    gateway, url = stack.start_gateway(config, 1, workdir)
     endpoint = f"{url}/v1/embeddings"
     try:
         check_auth_is_on(endpoint)
         warm(endpoint)
-        responses = workdir / f"responses-{workers}w"
+        responses = workdir / "responses"
         responses.mkdir()
-        capture_single_hits(endpoint, responses)
-        results = bench_bare(workers, responses, opts, workdir)
+        capture(endpoint, responses, scenarios.hits("gateway"))
+        results = bench_bare(1, responses, opts, workdir, scenarios.hits("bare"))
         target = Target(endpoint, stack.INTERNAL_TOKEN, tree_pids([gateway]))
-        for scenario in scenarios.gateway_scenarios():
-            probe(endpoint, scenario, stack.INTERNAL_TOKEN)
-            results.append(measure(scenario, target, workers, opts, workdir))
-        return results
+        results += measure_all(scenarios.gateway_scenarios(), target, 1, opts, workdir)
+        return results, responses
     finally:
         gateway.stop()
+
+
+def measure_all(
+    chosen: Sequence[Scenario],
+    target: Target,
+    workers: int,
+    opts: Options,
+    workdir: Path,
+    *,
+    variant: str = SHIPPED,
+) -> list[Result]:
+    """Each scenario after a probe of it (which must succeed, with the expected x-cache)."""
+    results = []
+    for scenario in chosen:
+        probe(target.url, scenario, target.token)
+        results.append(measure(scenario, target, workers, opts, workdir, variant=variant))
+    return results
+
+
+def bench_logs_off(config: Path, opts: Options, workdir: Path) -> list[Result]:
+    """The single hits again with logs off (warnings only), for what the shipped logging costs."""
+    log("gateway with 1 worker, logs off")
+    gateway, url = stack.start_gateway(config, 1, workdir)
+    try:
+        chosen = scenarios.single_hits("gateway")
+        target = Target(f"{url}/v1/embeddings", stack.INTERNAL_TOKEN, tree_pids([gateway]))
+        return measure_all(chosen, target, 1, opts, workdir, variant=LOGS_OFF)
+    finally:
+        gateway.stop()
+
+
+def bench_scaled(
+    workers: int, config: Path, responses: Path, opts: Options, workdir: Path
+) -> list[Result]:
+    """N gateway workers on the one Redis, then N bare processes, on the scaling scenarios."""
+    log(f"gateway with {workers} workers, shipped configuration")
+    gateway, url = stack.start_gateway(config, workers, workdir)
+    try:
+        chosen = scenarios.scaling_scenarios("gateway", workers)
+        target = Target(f"{url}/v1/embeddings", stack.INTERNAL_TOKEN, tree_pids([gateway]))
+        results = measure_all(chosen, target, workers, opts, workdir)
+    finally:
+        gateway.stop()
+    chosen = scenarios.scaling_scenarios("bare", workers)
+    return results + bench_bare(workers, responses, opts, workdir, chosen)
 
 
 def bench_upstream(upstream: stack.Service, url: str, opts: Options, workdir: Path) -> Result:
@@ -193,7 +270,7 @@ def check_auth_is_on(url: str) -> None:
 
 def redis_memory(url: str, sample: int = 1000) -> Memory:
     """MEMORY USAGE over the gateway's 1536-dim cache entries (keys gw:e:v2:<hex>)."""
-    value_bytes = 12 + 4 * stack.DIMENSIONS
+    value_bytes = codec.HEADER_SIZE + 4 * stack.DIMENSIONS
     client = redis.Redis.from_url(url)
     try:
         keys = []
@@ -255,14 +332,18 @@ def run(opts: Options, workdir: Path) -> tuple[list[Result], Memory]:
     upstream: stack.Service | None = None
     try:
         upstream, upstream_url = stack.start_upstream(workdir)
-        config = stack.write_gateway_config(
-            workdir / "gateway.yaml", upstream_url, redis_server.url
+        shipped, quiet = (
+            stack.write_gateway_config(
+                workdir / f"{name}.yaml", upstream_url, redis_server.url, logs=logs
+            )
+            for name, logs in (("shipped", True), ("logs-off", False))
         )
-        results: list[Result] = []
-        for workers in dict.fromkeys((1, opts.workers)):
-            results += bench_gateway(workers, config, opts, workdir)
-            if workers == 1:
-                results.append(bench_upstream(upstream, upstream_url, opts, workdir))
+        results, responses = bench_gateway(shipped, opts, workdir)
+        results.append(bench_upstream(upstream, upstream_url, opts, workdir))
+        results += bench_logs_off(quiet, opts, workdir)
+        for workers in measurable(opts.scaling):
+            if workers > 1:
+                results += bench_scaled(workers, shipped, responses, opts, workdir)
         return results, redis_memory(redis_server.url)
     finally:
         if upstream is not None:
@@ -270,19 +351,45 @@ def run(opts: Options, workdir: Path) -> tuple[list[Result], Memory]:
         redis_server.stop()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def measurable(scaling: Sequence[int]) -> list[int]:
+    """Worker counts up to the machine's cores: more processes than cores measure nothing
+    but the scheduler."""
+    return [n for n in scaling if n <= (os.cpu_count() or 1)]
+
+
+def worker_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of worker counts: {text!r}") from None
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError(f"worker counts are 1 or more: {text!r}")
+    return tuple(dict.fromkeys((1, *counts)))  # the 1-worker figure is what N scales from
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2 s per scenario instead of 5")
     parser.add_argument("--duration", type=float, help="seconds measured per scenario")
-    parser.add_argument("--workers", type=int, default=2, help="the multi-worker gateway (2)")
+    parser.add_argument(
+        "--scaling",
+        type=worker_counts,
+        default=(1, 2),
+        help="worker counts for the scaling rows, e.g. 1,2,4,8 (1,2); counts above the "
+        "machine's cores are listed as not measured",
+    )
     parser.add_argument(
         "--quiet-budget",
         type=float,
         default=60.0,
         help="seconds in all to wait for other processes to leave the CPU idle (60)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
     if wrk.wrk_binary() is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -290,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = Options(
         duration=min(duration, 30.0),
         warmup=1.0,
-        workers=max(1, args.workers),
+        scaling=args.scaling,
         quiet=cpu.QuietGate(budget_s=max(0.0, args.quiet_budget)),
     )
     header = machine(argv)
@@ -304,11 +411,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{opts.warmup:g} s warm-up ({opts.quiet.waited_s:.0f} s spent waiting for other "
         f"processes to leave the CPU or measuring again)\n"
         f"CPUs:    1-worker rows: the server alone on CPU 0, wrk, redis and the upstream on the "
-        f"other(s); {opts.workers}-worker rows: every process on every CPU\n"
+        f"other(s); N-worker rows: every process on every CPU\n"
         f"inputs:  {scenarios.describe()}"
     )
     print()
-    print(table(results, memory))
+    print(table(results, memory, opts.scaling, os.cpu_count() or 1))
     return 0
 
 
