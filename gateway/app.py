@@ -28,6 +28,7 @@ from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
 from gateway.counting import OwnTokenizer, Tokenizers
 from gateway.dashboard import Dashboard
+from gateway.decoded import DecodedEntries
 from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
@@ -185,6 +186,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         memo=TokenMemo(settings.cache.token_memo_bytes),
         tokenizers=build_tokenizers(settings, providers),
         budgets=spending.keeper,
+        decoded=DecodedEntries(settings.cache.decoded_bytes),
     )
     usage = UsageBuffer(build_usage(backends))
     admin = build_keys(settings, backends, catalog, workers)

@@ -116,13 +116,10 @@ class Handlers:
         check_model(caller.principal, parsed.model.name)
         controls = self._cache_controls(request, caller)
         result = await self.service.embed(parsed, caller, controls)
-        body = protocol.embedding_response(
-            parsed.model.name,
-            result.vectors,
-            parsed.output_dimensions,
-            parsed.encoding_format,
-            result.prompt_tokens,
+        fragments = self.service.decoded.fragments(
+            result.keys, result.vectors, parsed.encoding_format
         )
+        body = protocol.embedding_body(parsed.model.name, fragments, result.prompt_tokens)
         charge = self.accountant.record(caller, parsed.model, result)
         request[FACTS].update(
             inputs=result.inputs,
