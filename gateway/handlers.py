@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hmac
 import time
 from dataclasses import dataclass, field
@@ -102,7 +101,8 @@ class Handlers:
             raise
         with self._share(caller):
             quota = await self.limits.admit_request(caller.principal, ip)
-            return await self._embeddings(request, dataclasses.replace(caller, quota=quota))
+            paid = Caller(caller.principal, caller.client_ip, caller.cache_scope, quota)
+            return await self._embeddings(request, paid)
 
     def _share(self, caller: Caller) -> contextlib.AbstractContextManager[Any]:
         if caller.principal.internal:
