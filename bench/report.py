@@ -22,6 +22,11 @@ class Result:
     workers: int
     measurement: Measurement
     variant: str = SHIPPED
+    fetched: float = 0  # inputs sent upstream meanwhile (an all-hit scenario must send none)
+
+    @property
+    def valid(self) -> bool:
+        return self.measurement.ok and not self.fetched
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,13 @@ def compare(result: Result, results: Results) -> Comparison | None:
     return None
 
 
+def _invalid(result: Result) -> str:
+    m = result.measurement
+    if not m.ok:
+        return f"INVALID ({m.errors} errors, {m.bad_status} non-2xx)"
+    return f"INVALID ({result.fetched:,.0f} inputs went upstream: cache reads failed)"
+
+
 def _met(met: bool | None) -> str:
     return "" if met is None else ("MET" if met else "MISSED")
 
@@ -124,7 +136,7 @@ def _row(result: Result, results: Results) -> list[str]:
         check.ratio,
         check.against,
         check.target,
-        _met(check.met) if m.ok else f"INVALID ({m.errors} errors, {m.bad_status} non-2xx)",
+        _met(check.met) if result.valid else _invalid(result),
         f"{1e6 * m.cpu.server / m.rps:,.0f}" if m.rps else "",
         f"{m.cpu.server:.2f}/{m.cpu.wrk:.2f}/{m.cpu.aux:.2f}/{m.cpu.other:.2f}",
     ]
@@ -189,7 +201,7 @@ def _scaling_row(results: Results, key: str, workers: int) -> list[str] | None:
     return [str(workers), many.scenario.label, str(many.scenario.concurrency), f"{rps:,.0f}",
             f"{efficiency:.2f}", f"{bare_many.measurement.rps:,.0f}", f"{bare_efficiency:.2f}",
             f"{share:.0%}", f"{kept:.2f}", f">= {SCALING:g} and >= {SCALING:g}",
-            _met(met) if many.measurement.ok else "INVALID"]  # fmt: skip
+            _met(met) if many.valid else _invalid(many)]  # fmt: skip
 
 
 def scaling_table(results: Results, scaling: Sequence[int], cores: int) -> list[str]:

@@ -143,20 +143,42 @@ def measure(
     for _attempt in range(RETRIES + 1):
         opts.quiet.wait()
         wrk.run(load, opts.warmup, workdir, target.pids)  # warm-up, discarded
+        before = upstream_inputs(target)
         m = wrk.run(load, opts.duration, workdir, target.pids)
+        fetched = upstream_inputs(target) - before
         if not opts.quiet.disturbed(m.cpu.other):
             break
         log(f"  (others used {m.cpu.other:.2f} CPU meanwhile: measuring again)")
         opts.quiet.waited_s += opts.warmup + opts.duration  # retries spend the same budget
-    result = Result(scenario, workers, m, variant)
+    result = Result(scenario, workers, m, variant, fetched if scenario.expect == "HIT" else 0)
     log(
         f"  {scenario.server:8} {workers}w {variant:8} {scenario.label:40} "
         f"c{scenario.concurrency}: {m.rps:9,.0f} req/s  p50 {m.p50_ms:7.2f} ms  "
         f"p99 {m.p99_ms:7.2f} ms  CPU server {m.cpu.server:.2f} wrk {m.cpu.wrk:.2f} "
         f"aux {m.cpu.aux:.2f} other {m.cpu.other:.2f}"
         + ("" if m.ok else f"  ERRORS {m.errors} non-2xx {m.bad_status}")
+        + (f"  {result.fetched:.0f} INPUTS WENT UPSTREAM" if result.fetched else "")
     )
     return result
+
+
+_UPSTREAM_INPUTS = "gateway_upstream_inputs_total{"
+
+
+def upstream_inputs(target: Target) -> float:
+    """What the gateway has sent upstream so far (0 for servers without /metrics): an all-hit
+    scenario that sends any input upstream measured misses (a cache read failed or timed out)."""
+    if target.token is None:
+        return 0.0
+    url = target.url.rsplit("/v1/", 1)[0] + "/metrics"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {target.token}"})
+    with stack.urlopen(request, 30) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(_UPSTREAM_INPUTS)
+    )
 
 
 def wrk_threads(workers: int) -> int:
