@@ -208,25 +208,49 @@ def bench_bare(
             service.stop()
 
 
-def bench_gateway(config: Path, opts: Options, workdir: Path) -> tuple[list[Result], Path]:
-    """The shipped configuration with 1 worker: every scenario, beside the bare handler
-    replaying the gateway's own answer to each all-hit scenario. Also answers where the
-    captured answers are, for the scaling runs."""
-    log("gateway with 1 worker, shipped configuration")
-    gateway, url = stack.start_gateway(config, 1, workdir)
-    endpoint = f"{url}/v1/embeddings"
+def gateway_target(config: Path, workers: int, workdir: Path) -> tuple[stack.Service, Target]:
+    gateway, url = stack.start_gateway(config, workers, workdir)
+    return gateway, Target(f"{url}/v1/embeddings", stack.INTERNAL_TOKEN, tree_pids([gateway]))
+
+
+def bare_target(responses: Path, workers: int, workdir: Path) -> tuple[list[stack.Service], Target]:
+    services, url = stack.start_bare(responses, workers, workdir)
+    return services, Target(f"{url}/v1/embeddings", None, tree_pids(services))
+
+
+def one_worker(
+    configs: tuple[Path, Path], upstream: tuple[stack.Service, str], opts: Options, workdir: Path
+) -> tuple[list[Result], Path]:
+    """1 worker: the shipped gateway on every scenario. Each all-hit scenario is measured right
+    after a bare handler replaying the gateway's own answer to it, and each single hit right
+    before the gateway with logs off: the figures of one ratio share the machine's state of
+    the same few seconds. Also answers where the captured answers are."""
+    log("1 worker: the shipped gateway, the gateway with logs off, a bare handler")
+    services: list[stack.Service] = []
     try:
-        check_auth_is_on(endpoint)
-        warm(endpoint)
+        gateway, shipped = gateway_target(configs[0], 1, workdir)
+        services.append(gateway)
+        check_auth_is_on(shipped.url)
+        warm(shipped.url)
         responses = workdir / "responses"
         responses.mkdir()
-        capture(endpoint, responses, scenarios.hits("gateway"))
-        results = bench_bare(1, responses, opts, workdir, scenarios.hits("bare"))
-        target = Target(endpoint, stack.INTERNAL_TOKEN, tree_pids([gateway]))
-        results += measure_all(scenarios.gateway_scenarios(), target, 1, opts, workdir)
+        capture(shipped.url, responses, scenarios.hits("gateway"))
+        silent, logs_off = gateway_target(configs[1], 1, workdir)
+        bares, bare = bare_target(responses, 1, workdir)
+        services += [silent, *bares]
+        results = []
+        for ours, theirs in zip(scenarios.hits("gateway"), scenarios.hits("bare"), strict=True):
+            results.append(measure(theirs, bare, 1, opts, workdir))
+            results += measure_all([ours], shipped, 1, opts, workdir)
+            if ours.key.startswith("hit1-"):
+                results += measure_all([ours], logs_off, 1, opts, workdir, variant=LOGS_OFF)
+        others = [s for s in scenarios.gateway_scenarios() if s.expect != "HIT"]
+        results += measure_all(others, shipped, 1, opts, workdir)
+        results.append(bench_upstream(*upstream, opts, workdir))
         return results, responses
     finally:
-        gateway.stop()
+        for service in services:
+            service.stop()
 
 
 def measure_all(
@@ -246,32 +270,29 @@ def measure_all(
     return results
 
 
-def bench_logs_off(config: Path, opts: Options, workdir: Path) -> list[Result]:
-    """The single hits again with logs off (warnings only), for what the shipped logging costs."""
-    log("gateway with 1 worker, logs off")
-    gateway, url = stack.start_gateway(config, 1, workdir)
-    try:
-        chosen = scenarios.single_hits("gateway")
-        target = Target(f"{url}/v1/embeddings", stack.INTERNAL_TOKEN, tree_pids([gateway]))
-        return measure_all(chosen, target, 1, opts, workdir, variant=LOGS_OFF)
-    finally:
-        gateway.stop()
-
-
 def bench_scaled(
     workers: int, config: Path, responses: Path, opts: Options, workdir: Path
 ) -> list[Result]:
-    """N gateway workers on the one Redis, then N bare processes, on the scaling scenarios."""
-    log(f"gateway with {workers} workers, shipped configuration")
-    gateway, url = stack.start_gateway(config, workers, workdir)
+    """N gateway workers on the one Redis and N bare processes, each scaling scenario on the
+    bare processes and then on the gateway."""
+    log(f"{workers} workers: the shipped gateway and bare processes")
+    services: list[stack.Service] = []
     try:
-        chosen = scenarios.scaling_scenarios("gateway", workers)
-        target = Target(f"{url}/v1/embeddings", stack.INTERNAL_TOKEN, tree_pids([gateway]))
-        results = measure_all(chosen, target, workers, opts, workdir)
+        gateway, shipped = gateway_target(config, workers, workdir)
+        bares, bare = bare_target(responses, workers, workdir)
+        services += [gateway, *bares]
+        results = []
+        for ours, theirs in zip(
+            scenarios.scaling_scenarios("gateway", workers),
+            scenarios.scaling_scenarios("bare", workers),
+            strict=True,
+        ):
+            results.append(measure(theirs, bare, workers, opts, workdir))
+            results += measure_all([ours], shipped, workers, opts, workdir)
+        return results
     finally:
-        gateway.stop()
-    chosen = scenarios.scaling_scenarios("bare", workers)
-    return results + bench_bare(workers, responses, opts, workdir, chosen)
+        for service in services:
+            service.stop()
 
 
 def bench_upstream(upstream: stack.Service, url: str, opts: Options, workdir: Path) -> Result:
@@ -360,9 +381,7 @@ def run(opts: Options, workdir: Path) -> tuple[list[Result], Memory]:
             )
             for name, logs in (("shipped", True), ("logs-off", False))
         )
-        results, responses = bench_gateway(shipped, opts, workdir)
-        results.append(bench_upstream(upstream, upstream_url, opts, workdir))
-        results += bench_logs_off(quiet, opts, workdir)
+        results, responses = one_worker((shipped, quiet), (upstream, upstream_url), opts, workdir)
         for workers in measurable(opts.scaling):
             if workers > 1:
                 results += bench_scaled(workers, shipped, responses, opts, workdir)
