@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 
 from bench import cpu, scenarios, stack, wrk
-from bench.run import Options, Target, bench_bare, capture_single_hits, log, measure, warm
+from bench.run import Options, Target, bench_bare, log, measure
 from bench.scenarios import Scenario
+from bench.setup import capture_single_hits, warm
 from tests.support.redis_server import RedisServer
 
 
