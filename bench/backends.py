@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 
 from bench import cpu, scenarios, stack, wrk
-from bench.run import Options, Target, bench_bare, capture_single_hits, log, measure, warm
+from bench.run import Options, Target, bench_bare, log, measure
 from bench.scenarios import Scenario
+from bench.setup import capture_single_hits, warm
 from tests.support.redis_server import RedisServer
 
 
@@ -50,7 +51,7 @@ def hit_scenarios() -> list[Scenario]:
 
 
 def write_config(path: Path, upstream_url: str, redis_url: str, backend: Backend) -> Path:
-    raw = stack.gateway_config(upstream_url, redis_url if backend.redis else "")
+    raw = stack.gateway_config(upstream_url, redis_url if backend.redis else "", logs=False)
     raw["cache"].update(backend.cache)
     raw["stores"] = {"cache": backend.store, "data_dir": str(path.parent / f"data-{path.stem}")}
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = Options(
         duration=2.0 if args.quick else 5.0,
         warmup=1.0,
-        workers=2,
+        scaling=(1, 2),
         quiet=cpu.QuietGate(budget_s=max(0.0, args.quiet_budget)),
     )
     started = time.monotonic()

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import cpu, scenarios, stack, wrk
-from bench.run import probe, warm
 from bench.scenarios import Scenario
+from bench.setup import probe, warm
 from tests.support.redis_server import RedisServer
 
 DEFAULT = ("hit1-base64-c1", "hit64-base64")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import orjson
@@ -66,33 +66,31 @@ def single_hits(server: Server) -> list[Scenario]:
     ]
 
 
+def batch_hits(server: Server) -> list[Scenario]:
+    expect = "HIT" if server == "gateway" else ""
+    return [
+        *(
+            Scenario(f"hit64-{enc}", f"64 inputs, all hits, {enc}", server,
+                     body(BATCH_64, enc), 8, expect)
+            for enc in ("float", "base64")
+        ),
+        *(
+            Scenario(f"hit2048-{enc}", f"2048 inputs, all hits, {enc}", server,
+                     body(BATCH_2048, enc), 1, expect, timeout_s=60)
+            for enc in ("float", "base64")
+        ),
+    ]  # fmt: skip
+
+
+def hits(server: Server) -> list[Scenario]:
+    """Every all-hit scenario: what the bare handler replays, byte for byte."""
+    return [*single_hits(server), *batch_hits(server)]
+
+
 def gateway_scenarios() -> list[Scenario]:
     """Every gateway scenario, in the order they run."""
     return [
-        *single_hits("gateway"),
-        *(
-            Scenario(
-                f"hit64-{enc}",
-                f"64 inputs, all hits, {enc}",
-                "gateway",
-                body(BATCH_64, enc),
-                8,
-                "HIT",
-            )
-            for enc in ("float", "base64")
-        ),
-        *(
-            Scenario(
-                f"hit2048-{enc}",
-                f"2048 inputs, all hits, {enc}",
-                "gateway",
-                body(BATCH_2048, enc),
-                1,
-                "HIT",
-                timeout_s=60,
-            )
-            for enc in ("float", "base64")
-        ),
+        *hits("gateway"),
         Scenario(
             "half64",
             "64 inputs, 32 hits + 32 misses, base64",
@@ -110,6 +108,17 @@ def gateway_scenarios() -> list[Scenario]:
             "MISS",
         ),
     ]
+
+
+# Scaling: per worker, as many connections as one worker gets in the 1-worker rows.
+SCALING_KEYS = ("hit1-base64-c8", "hit64-base64")
+
+
+def scaling_scenarios(server: Server, workers: int) -> list[Scenario]:
+    chosen = [s for s in hits(server) if s.key in SCALING_KEYS]
+    if workers == 1:
+        return chosen
+    return [replace(s, concurrency=s.concurrency * workers) for s in chosen]
 
 
 DIRECT_MISS = Scenario(

@@ -60,10 +60,12 @@ def upstream_only_config(upstream_url: str, redis_url: str, api_key: str) -> dic
     return raw
 
 
-def gateway_config(upstream_url: str, redis_url: str) -> dict[str, Any]:
-    """The bench's config: upstream only, auth on, quiet logs."""
+def gateway_config(upstream_url: str, redis_url: str, *, logs: bool = True) -> dict[str, Any]:
+    """The bench's config: upstream only, auth on; the shipped log level (info: one access
+    line per request), or warnings only with `logs=False`."""
     raw = upstream_only_config(upstream_url, redis_url, "sk-bench-upstream")
-    raw["server"]["log_level"] = "warning"
+    if not logs:
+        raw["server"]["log_level"] = "warning"
     raw["auth"]["keys"] = [{"name": "bench", "sha256": hash_key(BENCH_KEY)}]
     raw["auth"]["internal_token"] = INTERNAL_TOKEN
     settings = parse(raw)  # fail here, with the key's path, rather than in a subprocess
@@ -73,8 +75,11 @@ def gateway_config(upstream_url: str, redis_url: str) -> dict[str, Any]:
     return raw
 
 
-def write_gateway_config(path: Path, upstream_url: str, redis_url: str) -> Path:
-    path.write_text(yaml.safe_dump(gateway_config(upstream_url, redis_url)), encoding="utf-8")
+def write_gateway_config(
+    path: Path, upstream_url: str, redis_url: str, *, logs: bool = True
+) -> Path:
+    raw = gateway_config(upstream_url, redis_url, logs=logs)
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
 
 

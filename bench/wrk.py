@@ -101,6 +101,7 @@ class Load:
     concurrency: int
     token: str | None
     timeout_s: int
+    threads: int = 1  # wrk's; one core of load goes a long way on loopback
 
 
 def run(load: Load, duration: float, workdir: Path, server_pids: Pids) -> Measurement:
@@ -114,7 +115,7 @@ def run(load: Load, duration: float, workdir: Path, server_pids: Pids) -> Measur
     body_path.write_bytes(load.body)
     script = body_path.with_suffix(".lua")
     script.write_text(lua_script(body_path, load.token, UNIQUE.encode() in load.body))
-    argv = [binary, "-t1", f"-c{load.concurrency}", f"-d{max(1, round(duration))}s"]
+    argv = [binary, f"-t{load.threads}", f"-c{load.concurrency}", f"-d{max(1, round(duration))}s"]
     argv += [f"--timeout={load.timeout_s}s", "-s", str(script), load.url]
     before = cpu.sample(server_pids)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)

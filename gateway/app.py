@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from gateway.accesslog import AccessLog
 from gateway.accounting import Accountant
 from gateway.admin.cache import CacheRoutes
 from gateway.admin.keys import KeyRoutes
@@ -26,6 +27,7 @@ from gateway.catalog import Catalog
 from gateway.coalesce import CoalescingFetcher
 from gateway.counting import OwnTokenizer, Tokenizers
 from gateway.dashboard import Dashboard
+from gateway.decoded import DecodedEntries
 from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
@@ -66,6 +68,7 @@ from gateway.usage.buffer import UsageBuffer
 log = logging.getLogger("gateway")
 
 BACKGROUND = web.AppKey("background", Background)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 
 
@@ -182,6 +185,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         memo=TokenMemo(settings.cache.token_memo_bytes),
         tokenizers=build_tokenizers(settings, providers),
         budgets=spending.keeper,
+        decoded=DecodedEntries(settings.cache.decoded_bytes),
     )
     usage = UsageBuffer(build_usage(backends))
     admin = build_keys(settings, backends, catalog, workers)
@@ -330,14 +334,25 @@ def spending_routes(parts: Parts, handlers: Handlers) -> list[web.RouteDef]:
     return spend.routes() + projects.routes()
 
 
+def closing_access_log(access: AccessLog) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await access.close()
+
+    return run
+
+
 def build_app(settings: Settings, workers: int = 1) -> web.Application:
     """``workers``: how many processes serve this port (their limits split without Redis)."""
     parts = build_parts(settings, workers)
     admission = Admission(settings.server.max_concurrent_requests)
+    access = AccessLog()
     app = web.Application(
-        middlewares=[request_context(parts.metrics, admission)],
+        middlewares=[request_context(parts.metrics, admission, access)],
         client_max_size=settings.server.max_body_bytes,
     )
+    app[ACCESS_LOG] = access
+    app.cleanup_ctx.append(closing_access_log(access))  # cleaned up last: after lifecycle
     app[BACKGROUND] = parts.background
     app[KEY_DIRECTORY] = parts.directory
     app[SERVER_SETTINGS] = settings.server

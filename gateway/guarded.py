@@ -61,7 +61,8 @@ class GuardedCache:
 
     async def read(self, tag: str, keys: Sequence[bytes]) -> tuple[int | None, list[bytes | None]]:
         try:
-            return await self._reads.call(lambda: self._inner.read(tag, keys))
+            # Bounded like get_many: one timer fewer on every request.
+            return await self._reads.call(lambda: self._inner.read(tag, keys), timeout=SELF_BOUNDED)
         except StoreUnavailable:
             self._on_error("read")
             return None, [None] * len(keys)

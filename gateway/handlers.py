@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hmac
 import time
 from dataclasses import dataclass, field
@@ -110,7 +109,8 @@ class Handlers:
         try:
             with self._share(caller):
                 quota = await self.limits.admit_request(caller.principal, ip)
-                return await self._embeddings(request, dataclasses.replace(caller, quota=quota))
+                paid = Caller(caller.principal, caller.client_ip, caller.cache_scope, quota)
+                return await self._embeddings(request, paid)
         except GatewayError as error:  # counted in the spend history when it is a refusal
             self.accountant.failed(caller, request[FACTS].get("model", ""), error)
             raise
@@ -127,13 +127,10 @@ class Handlers:
         check_model(caller.principal, parsed.model.name)
         controls = self._cache_controls(request, caller)
         result = await self.service.embed(parsed, caller, controls)
-        body = protocol.embedding_response(
-            parsed.model.name,
-            result.vectors,
-            parsed.output_dimensions,
-            parsed.encoding_format,
-            result.prompt_tokens,
+        fragments = self.service.decoded.fragments(
+            result.keys, result.vectors, parsed.encoding_format
         )
+        body = protocol.embedding_body(parsed.model.name, fragments, result.prompt_tokens)
         charge = self.accountant.record(caller, parsed.model, result)
         request[FACTS].update(
             inputs=result.inputs,

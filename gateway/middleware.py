@@ -1,5 +1,5 @@
 """The HTTP edge around every handler: request id, the one error envelope, request metrics and
-one JSON access-log line per request (no secrets, no input text)."""
+one JSON access-log line per request (no secrets, no input text; see accesslog.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from gateway.accesslog import AccessLog
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -23,7 +23,6 @@ from gateway.errors import (
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.http")
-access_log = logging.getLogger("gateway.access")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # What handlers learned about the request, for the access log and metrics (model, key, ...).
@@ -111,7 +110,7 @@ class Admission:
             self.in_flight -= 1
 
 
-def request_context(metrics: Metrics, admission: Admission) -> Middleware:
+def request_context(metrics: Metrics, admission: Admission, access: AccessLog) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -123,14 +122,9 @@ def request_context(metrics: Metrics, admission: Admission) -> Middleware:
         seconds = time.perf_counter() - started
         route = _route(request)
         metrics.request(route, facts.get("model", ""), response.status, seconds)
-        if access_log.isEnabledFor(logging.INFO):
+        if access.enabled:
             facts |= {"method": request.method, "route": route, "status": response.status}
-            _log_access(request_id, seconds, facts)
+            access.write(request_id, seconds, facts)
         return response
 
     return middleware
-
-
-def _log_access(request_id: str, seconds: float, facts: dict[str, Any]) -> None:
-    line = {"request_id": request_id, "duration_ms": round(seconds * 1000, 3), **facts}
-    access_log.info(orjson.dumps(line).decode())

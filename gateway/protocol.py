@@ -202,22 +202,27 @@ def embedding_response(
     encoding_format: EncodingFormat,
     prompt_tokens: int,
 ) -> bytes:
+    """The response for ``vectors`` (little-endian float32, ``dimensions`` each)."""
     if encoding_format == "base64":
-        embeddings: Sequence[Any] = [base64.b64encode(v).decode("ascii") for v in vectors]
+        fragments = [b'"' + base64.b64encode(v) + b'"' for v in vectors]
     else:
         matrix = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), dimensions)
-        embeddings = list(matrix)
-    data = [
-        {"object": "embedding", "index": index, "embedding": embedding}
-        for index, embedding in enumerate(embeddings)
-    ]
-    body = {
-        "object": "list",
-        "data": data,
-        "model": model_name,
-        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
-    }
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        fragments = [orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) for row in matrix]
+    return embedding_body(model_name, fragments, prompt_tokens)
+
+
+def embedding_body(model_name: str, fragments: Sequence[bytes], prompt_tokens: int) -> bytes:
+    """The response around embeddings already rendered as JSON values (a quoted base64 string
+    or an array of floats each), byte for byte what orjson writes for the whole object: large
+    batches make no per-vector dict, and a remembered rendering is copied once."""
+    pieces = [b'{"object":"list","data":[']
+    for index, fragment in enumerate(fragments):
+        pieces += (b'{"object":"embedding","index":%d,"embedding":' % index, fragment, b"},")
+    if fragments:
+        pieces[-1] = b"}"
+    usage = b'"usage":{"prompt_tokens":%d,"total_tokens":%d}}' % (prompt_tokens, prompt_tokens)
+    pieces += (b'],"model":', orjson.dumps(model_name), b",", usage)
+    return b"".join(pieces)
 
 
 def models_list(models: Iterable[Model], created: int) -> bytes:

@@ -23,6 +23,7 @@ from gateway.cache_control import NONE, CacheControls
 from gateway.canonical import Prepared, prepare
 from gateway.catalog import Model
 from gateway.counting import Tokenizers
+from gateway.decoded import DecodedEntries
 from gateway.fairshare import OffLoop
 from gateway.fetch import Fetcher, Miss
 from gateway.protocol import EmbeddingRequest
@@ -59,6 +60,8 @@ class EmbeddingResult:
     quota: Quota
     budget: Standing | None = None  # the caller's tightest budget after this request
     refreshed: bool = False  # Cache-Control: no-cache: nothing was served from the cache
+    # The cache key of each vector, when the vectors are the stored ones (not derived).
+    keys: Sequence[bytes] = ()
 
     @property
     def saved_tokens(self) -> int:
@@ -75,6 +78,7 @@ def _result(
     quota: Quota,
     budget: Standing | None,
     refreshed: bool,
+    keys: Sequence[bytes],
 ) -> EmbeddingResult:
     own = [entry for entry in fetched if not entry.joined]
     return EmbeddingResult(
@@ -90,6 +94,7 @@ def _result(
         quota=quota,
         budget=budget,
         refreshed=refreshed,
+        keys=keys,
     )
 
 
@@ -111,6 +116,7 @@ class EmbeddingService:
         tokenizers: Tokenizers | None = None,
         offload: OffLoop | None = None,
         budgets: BudgetKeeper | None = None,
+        decoded: DecodedEntries | None = None,
     ) -> None:
         self._tokenizers = tokenizers or Tokenizers()
         self._cache = cache
@@ -123,6 +129,7 @@ class EmbeddingService:
         self._background = background
         self._offload = offload or OffLoop(per_tenant=2)
         self._budgets = budgets
+        self.decoded = decoded if decoded is not None else DecodedEntries(0)
 
     async def embed(
         self, request: EmbeddingRequest, caller: Caller, controls: CacheControls = NONE
@@ -141,7 +148,7 @@ class EmbeddingService:
             model.cache_id, caller.cache_scope, fetch_dimensions, prepared.kind, prepared.canonical
         )
         keys, values = await self.lookup.read(parts, refresh=controls.refresh)
-        found = [codec.unpack(v, stored_dimensions) for v in values]
+        found = self.decoded.decode(keys, values, stored_dimensions)
         batch_plan = batching.plan(keys, found)
         hold = await self._reserve(caller, model, prepared, batch_plan)
         started = time.perf_counter()
@@ -159,7 +166,8 @@ class EmbeddingService:
             self._store(keys, batch_plan, fetched, stored_dimensions, controls.ttl_seconds)
         entries = batching.merge(found, batch_plan, fetched)
         vectors = [entry.vector for entry in entries]
-        if request.output_dimensions != stored_dimensions:
+        stored = request.output_dimensions == stored_dimensions
+        if not stored:
             vectors = list(
                 codec.truncate_normalise(vectors, stored_dimensions, request.output_dimensions)
             )
@@ -172,6 +180,7 @@ class EmbeddingService:
             quota=quota,
             budget=budget,
             refreshed=controls.refresh,
+            keys=keys if stored else (),
         )
 
     async def _reserve(

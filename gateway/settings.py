@@ -86,6 +86,8 @@ class CacheSettings:
     timeout: float = field(default=0.25, metadata=POSITIVE)
     # Bytes of recent texts' token ids remembered per process (per cache scope); 0 turns it off.
     token_memo_bytes: int = field(default=32 * 1024 * 1024, metadata=NON_NEGATIVE)
+    # Bytes of checked and rendered hot entries remembered per process; 0 turns it off.
+    decoded_bytes: int = field(default=128 * 1024 * 1024, metadata=NON_NEGATIVE)
     # After this many failed calls in a row the cache is skipped (all misses) for the cooldown.
     breaker_failure_threshold: int = field(default=3, metadata=POSITIVE_INT)
     breaker_cooldown: float = field(default=2.0, metadata=POSITIVE)

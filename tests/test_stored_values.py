@@ -89,3 +89,14 @@ def test_a_corrupted_entry_is_refetched_and_overwritten(
         np.testing.assert_array_equal(got, vector_for(SMALL, "stored text", 1536))
         assert response.json()["usage"]["prompt_tokens"] == 2
         cached.drain()
+
+
+def test_an_entry_corrupted_after_it_was_served_is_a_miss(
+    cached: Stack, redis_server: RedisServer
+) -> None:
+    """What the process remembers of a checked value is reused for those same bytes only."""
+    embed(cached)
+    cached.drain()
+    assert embed(cached).headers["x-cache"] == "HIT"
+    corrupt_the_only_entry(redis_server.url)
+    assert embed(cached).headers["x-cache"] == "MISS"
