@@ -183,6 +183,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         memo=TokenMemo(settings.cache.token_memo_bytes),
         tokenizers=build_tokenizers(settings, providers),
         budgets=spending.keeper,
+        storage_format=settings.cache.storage_format,
     )
     usage = UsageBuffer(build_usage(backends))
     admin = build_keys(settings, backends, catalog, workers)
