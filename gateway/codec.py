@@ -155,7 +155,10 @@ def _decoded(
     matrix, valid = storage_formats.decode(storage, payloads, dimensions)
     buffer = matrix.reshape(-1).view(np.uint8).data
     width = 4 * dimensions
-    return [buffer[row * width : (row + 1) * width] if ok else None for row, ok in enumerate(valid)]
+    return [
+        buffer[row * width : (row + 1) * width] if ok else None
+        for row, ok in enumerate(valid.tolist())
+    ]
 
 
 def truncate_normalise(
