@@ -115,3 +115,24 @@ def test_a_batch_too_large_to_pack_on_the_event_loop_is_stored_all_the_same(
     assert state == "HIT"
     assert [v.tobytes() for v in vectors] == [expected(text).tobytes() for text in texts]
     assert stored_formats(redis_server.url) == {"compact"}
+
+
+@pytest.mark.parametrize("storage", ["compact", "float16"])
+def test_a_corrupted_entry_of_either_format_is_refetched_and_overwritten(
+    background: BackgroundLoop, redis_server: RedisServer, storage: StorageFormat
+) -> None:
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushdb()
+    stack = Stack(background, redis_server.url, formatted(storage))
+    try:
+        embed(stack, "to be corrupted")
+        with redis.Redis.from_url(redis_server.url) as client:
+            (key,) = client.keys("gw:e:*")
+            value = client.get(key)
+            assert value is not None
+            client.set(key, value[:-3] + bytes([value[-3] ^ 0x01]) + value[-2:])
+        states = [embed(stack, "to be corrupted") for _ in range(2)]
+    finally:
+        stack.close()
+    assert [state for state, _ in states] == ["MISS", "HIT"]
+    np.testing.assert_allclose(states[1][1][0], expected("to be corrupted"), atol=2.0**-11)
