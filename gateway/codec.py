@@ -120,25 +120,29 @@ Checked = tuple[StorageFormat, int, memoryview]  # format, tokens, payload
 
 
 def _unpack_formatted(values: Sequence[bytes | None], dimensions: int) -> list[Entry | None]:
-    checked = [_checked(value, dimensions) for value in values]
+    groups: dict[StorageFormat, list[tuple[int, int, memoryview]]] = {}
+    for row, value in enumerate(values):
+        checked = _checked(value, dimensions)
+        if checked is not None:
+            storage, tokens, payload = checked
+            groups.setdefault(storage, []).append((row, tokens, payload))
     found: list[Entry | None] = [None] * len(values)
-    for storage in ("compact", "float16"):
-        rows = [i for i, item in enumerate(checked) if item is not None and item[0] == storage]
-        if rows:
-            payloads = [checked[i][2] for i in rows]  # type: ignore[index]
-            vectors = _decoded(storage, payloads, dimensions)
-            for row, vector in zip(rows, vectors, strict=True):
-                found[row] = None if vector is None else Entry(vector, checked[row][1])  # type: ignore[index]
+    for storage, group in groups.items():
+        vectors = _decoded(storage, [payload for _, _, payload in group], dimensions)
+        for (row, tokens, _), vector in zip(group, vectors, strict=True):
+            if vector is not None:
+                found[row] = Entry(vector, tokens)
     return found
 
 
 def _checked(value: bytes | None, dimensions: int) -> Checked | None:
-    """A value's format, token count and payload, where its header and checksum hold."""
+    """A compact or float16 value's format, token count and payload, where its header and
+    checksum hold (raw values are `_unpack_raw`'s)."""
     if not isinstance(value, bytes) or len(value) < HEADER_SIZE:
         return None
     magic, stored_dimensions, tokens, crc = _HEADER.unpack_from(value)
     storage = _FORMATS.get(magic)
-    if storage is None or stored_dimensions != dimensions or tokens > MAX_ENTRY_TOKENS:
+    if storage in (None, "raw") or stored_dimensions != dimensions or tokens > MAX_ENTRY_TOKENS:
         return None
     view = memoryview(value)
     payload = view[HEADER_SIZE:]

@@ -98,7 +98,7 @@ def _result(
 OFF_LOOP_CHARACTERS = 50_000
 OWN_COUNTS_ON_LOOP = 16  # inputs: the local engine counts one in about 0.2 ms
 # Vectors packed on the event loop in a compact or float16 write; larger writes are packed on a
-# thread (compact costs ~30 µs a vector: 2,048 would hold the loop for ~60 ms).
+# thread (compact costs ~25 µs a vector: 2,048 would hold the loop for ~50 ms).
 PACK_ON_LOOP = 16
 
 
