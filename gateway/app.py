@@ -186,6 +186,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         tokenizers=build_tokenizers(settings, providers),
         budgets=spending.keeper,
         decoded=DecodedEntries(settings.cache.decoded_bytes),
+        storage_format=settings.cache.storage_format,
     )
     usage = UsageBuffer(build_usage(backends))
     admin = build_keys(settings, backends, catalog, workers)

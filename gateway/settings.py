@@ -91,6 +91,9 @@ class CacheSettings:
     # After this many failed calls in a row the cache is skipped (all misses) for the cooldown.
     breaker_failure_threshold: int = field(default=3, metadata=POSITIVE_INT)
     breaker_cooldown: float = field(default=2.0, metadata=POSITIVE)
+    # How new entries are written; every entry is read by the format its header names
+    # (gateway/storage_formats.py): raw float32, compact (lossless) or float16 (half the bytes).
+    storage_format: Literal["raw", "compact", "float16"] = "raw"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ PURE = [
     "gateway.protocol",
     "gateway.keys",
     "gateway.codec",
+    "gateway.storage_formats",
     "gateway.batching",
     "gateway.catalog",
     "gateway.settings",

@@ -79,3 +79,9 @@ def test_an_unreadable_file_is_a_settings_error(tmp_path: Path) -> None:
 def test_text_that_is_no_yaml_is_a_settings_error_not_a_crash() -> None:
     with pytest.raises(SettingsError, match=r"server\.port: must be an integer"):
         parse({"server": {"port": "\x18\\"}})
+
+
+def test_the_cache_storage_format_defaults_to_raw_and_lists_its_choices() -> None:
+    assert parse(settings_with()).cache.storage_format == "raw"
+    data = {**settings_with(), "cache": {"storage_format": "zstd"}}
+    assert error_for(data) == "cache.storage_format: must be one of raw, compact, float16"
