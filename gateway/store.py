@@ -105,6 +105,7 @@ class StoreGuard:
         try:
             result = await self._bounded(operation, self.timeout if timeout is None else timeout)
         except self._failures as exc:
+            _raise_if_cancelled(exc)
             self._record_failure(exc)
             self.errors.failed(exc)
             raise StoreUnavailable(f"{self.name}: {type(exc).__name__}") from exc
@@ -133,3 +134,11 @@ class StoreGuard:
             return await self.call(operation)
         except StoreUnavailable:
             return await fallback()
+
+
+def _raise_if_cancelled(exc: BaseException) -> None:
+    """A cancellation that a client library turned into its own error is still a cancellation:
+    answered as an unavailable store, a periodic loop would catch it and never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc

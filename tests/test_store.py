@@ -46,6 +46,23 @@ async def test_a_timeout_opens_the_breaker_at_once() -> None:
     assert guard.state == "open"
 
 
+async def test_a_cancellation_an_adapter_turned_into_its_error_stays_a_cancellation() -> None:
+    async def converts_its_cancellation() -> int:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise StoreUnavailable("the client library's own error") from None
+        return 0
+
+    guard = StoreGuard("test", timeout=10, clock=FakeClock())
+    task = asyncio.get_running_loop().create_task(guard.call(converts_its_cancellation))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert guard.state == "closed"
+
+
 async def test_cheap_errors_open_it_after_the_threshold_and_then_nothing_is_asked() -> None:
     guard, asked = StoreGuard("test", timeout=1, failure_threshold=2, clock=FakeClock()), []
 
