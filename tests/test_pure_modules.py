@@ -32,6 +32,10 @@ PURE = [
     "gateway.budgets.alerts",
     "gateway.history.query",
     "gateway.history.report",
+    "gateway.admin.openapi_parts",
+    "gateway.admin.schema",
+    "gateway.admin.cache_schema",
+    "gateway.admin.spend_schema",
 ]
 
 

@@ -5,31 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.admin.cache_requests import MAX_SCOPES, OBJECT
+from gateway.admin.openapi_parts import JSON, Schema, errors, operation
+from gateway.admin.openapi_parts import answer as _answer
+from gateway.admin.openapi_parts import closed as _closed
+from gateway.admin.openapi_parts import ref as _ref
 from gateway.cache_control import TTL_HEADER
 
-Schema = dict[str, Any]
-JSON = "application/json"
 PATH = "/v1/organization/cache"
-ADMIN_ONLY: list[dict[str, list[str]]] = [
-    {"bearer": []},
-    {"apiKey": []},
-]  # the internal token, in either header
 
 _COUNT: Schema = {"type": "integer", "minimum": 0}
 _STRING: Schema = {"type": "string"}
-
-
-def _ref(name: str, kind: str = "schemas") -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _closed(properties: Schema, required: list[str] | None = None) -> Schema:
-    return {
-        "type": "object",
-        "required": list(properties) if required is None else required,
-        "properties": properties,
-        "additionalProperties": False,
-    }
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -111,28 +96,6 @@ CONTROL_PARAMETERS: list[Schema] = [
 ]
 
 
-def _answer(description: str, schema: str) -> Schema:
-    headers = {"x-request-id": _ref("RequestId", "headers")}
-    return {
-        "description": description,
-        "headers": headers,
-        "content": {JSON: {"schema": _ref(schema)}},
-    }
-
-
-def _operation(
-    operation_id: str, summary: str, ok: Schema, errors: tuple[int, ...], **extra: Any
-) -> Schema:
-    responses = {"200": ok} | {str(s): _ref(f"Error{s}", "responses") for s in errors}
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "security": ADMIN_ONLY,
-        "responses": responses,
-        **extra,
-    }
-
-
 def paths() -> Schema:
     model = {"name": "model", "in": "path", "required": True, "schema": _STRING}
     body = {"required": True, "content": {JSON: {"schema": _ref("CacheDelete")}}}
@@ -164,3 +127,9 @@ def paths() -> Schema:
             )
         },
     }
+
+
+def _operation(
+    operation_id: str, summary: str, ok: Schema, failures: tuple[int, ...], **extra: Any
+) -> Schema:
+    return operation(operation_id, summary, {"200": ok} | errors(*failures), **extra)

@@ -4,36 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.admin.openapi_parts import Schema, errors, operation
+from gateway.admin.openapi_parts import answer as _answer
+from gateway.admin.openapi_parts import body as _body
+from gateway.admin.openapi_parts import closed as _closed
+from gateway.admin.openapi_parts import ref as _ref
 from gateway.apikeys.requests import MAX_GRACE_SECONDS, MAX_PAGE, MAX_TEXT
 from gateway.apikeys.views import OBJECT
 from gateway.cache_control import CONTROLS as CACHE_CONTROLS
 
-Schema = dict[str, Any]
-JSON = "application/json"
 PATH = "/v1/organization/api_keys"
-ADMIN_ONLY: list[dict[str, list[str]]] = [
-    {"bearer": []},
-    {"apiKey": []},
-]  # the internal token, in either header
 
 _STRING: Schema = {"type": "string"}
 _TIME: Schema = {"type": "integer", "minimum": 0}
 _OPTIONAL_TIME: Schema = {"type": ["integer", "null"], "minimum": 0}
 _LIMIT: Schema = {"type": ["number", "null"], "minimum": 0}
 _NAME: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": r"\S"}
-
-
-def _ref(name: str, kind: str = "schemas") -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _closed(properties: Schema, required: list[str]) -> Schema:
-    return {
-        "type": "object",
-        "required": required,
-        "properties": properties,
-        "additionalProperties": False,
-    }
 
 
 LIMITS = _closed(
@@ -109,32 +95,6 @@ PAGING: list[Schema] = [
 ]
 
 
-def _answer(description: str, schema: str) -> Schema:
-    headers = {"x-request-id": _ref("RequestId", "headers")}
-    return {
-        "description": description,
-        "headers": headers,
-        "content": {JSON: {"schema": _ref(schema)}},
-    }
-
-
-def _operation(
-    operation_id: str, summary: str, ok: tuple[str, Schema], errors: tuple[int, ...], **extra: Any
-) -> Schema:
-    responses = {ok[0]: ok[1]} | {str(s): _ref(f"Error{s}", "responses") for s in errors}
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "security": ADMIN_ONLY,
-        "responses": responses,
-        **extra,
-    }
-
-
-def _body(schema: str, *, required: bool = True) -> Schema:
-    return {"required": required, "content": {JSON: {"schema": _ref(schema)}}}
-
-
 KEY = _answer("The key (never its secret)", "ApiKey")
 WITH_SECRET = _answer("The key, with its new secret in `value`, shown only this once", "ApiKey")
 
@@ -195,3 +155,9 @@ def paths() -> Schema:
         PATH + "/{key_id}": _one_key(),
         PATH + "/{key_id}/rotate": {"post": rotate},
     }
+
+
+def _operation(
+    operation_id: str, summary: str, ok: tuple[str, Schema], failures: tuple[int, ...], **extra: Any
+) -> Schema:
+    return operation(operation_id, summary, {ok[0]: ok[1]} | errors(*failures), **extra)

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.admin.budgets import MAX_USD
+from gateway.admin.openapi_parts import JSON, Schema, closed, operation
+from gateway.admin.openapi_parts import body as _body
+from gateway.admin.openapi_parts import errors as _errors
+from gateway.admin.openapi_parts import ref as _ref
 from gateway.history.report import COSTS_COLUMNS, USAGE_COLUMNS
 
-Schema = dict[str, Any]
-JSON = "application/json"
 CALLERS: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 
 _STRING: Schema = {"type": "string"}
@@ -18,17 +20,8 @@ _COUNT: Schema = {"type": "integer", "minimum": 0}
 _USD_TEXT: Schema = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}
 
 
-def _ref(name: str, kind: str = "schemas") -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
 def _closed(properties: Schema, optional: tuple[str, ...] = ()) -> Schema:
-    return {
-        "type": "object",
-        "required": [name for name in properties if name not in optional],
-        "properties": properties,
-        "additionalProperties": False,
-    }
+    return closed(properties, [name for name in properties if name not in optional])
 
 
 def _page(result: str) -> Schema:
@@ -165,20 +158,6 @@ def _answer(description: str, schema: str, csv_columns: tuple[str, ...] = ()) ->
     return {"description": description, "content": content}
 
 
-def _errors(*statuses: int) -> Schema:
-    return {str(status): _ref(f"Error{status}", "responses") for status in statuses}
-
-
-def _operation(operation_id: str, summary: str, answer: Schema, **extra: Any) -> Schema:
-    responses = {"200": answer} | _errors(400, 401, 404, 503)
-    return {"operationId": operation_id, "summary": summary, "responses": responses,
-            "security": CALLERS} | extra  # fmt: skip
-
-
-def _body(schema: str) -> Schema:
-    return {"required": True, "content": {JSON: {"schema": _ref(schema)}}}
-
-
 def paths() -> Schema:
     project_id = {"name": "project_id", "in": "path", "required": True, "schema": _STRING}
     usage = _report_parameters(
@@ -241,3 +220,8 @@ def paths() -> Schema:
             ),
         },
     }
+
+
+def _operation(operation_id: str, summary: str, answer: Schema, **extra: Any) -> Schema:
+    responses = {"200": answer} | _errors(400, 401, 404, 503)
+    return operation(operation_id, summary, responses, security=CALLERS, **extra)
