@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+import redis.asyncio
 
+from tests.support.backends import make_client
 from tests.support.background import BackgroundLoop
 from tests.support.redis_cluster import RedisCluster, cluster_supported
 from tests.support.redis_server import RedisServer
@@ -58,3 +60,11 @@ def stack(background: BackgroundLoop, backend: str) -> Iterator[Stack]:
     gateway = Stack(background, backend)
     yield gateway
     gateway.close()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    client = make_client(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()

@@ -7,17 +7,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio
 
 from gateway.budgets import Ledger
 from gateway.budgets.book import BookStore
 from gateway.budgets.memory import MemoryBook, MemoryLedger
 from gateway.budgets.redis import RedisBook, RedisLedger
 from gateway.budgets.sqlite import SqliteBook, SqliteLedger
-from tests.ratelimit.conftest import make_client
 from tests.support.backends import BACKENDS, Builders, store_on
 from tests.support.clock import FakeClock
-from tests.support.redis_server import RedisServer
 
 # 2037-11-28 23:30 UTC, a Saturday: ahead of the real clock, as Redis expires keys by it
 NOW = 2_143_063_800.0
@@ -26,14 +23,6 @@ NOW = 2_143_063_800.0
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(NOW)
-
-
-@pytest.fixture
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    client = make_client(redis_server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture(params=BACKENDS)

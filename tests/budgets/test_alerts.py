@@ -19,7 +19,7 @@ from gateway.budgets.sqlite import SqliteLedger
 from gateway.embedded import Database
 from gateway.webhooks import WebhookSender
 from tests.budgets.conftest import NOW
-from tests.ratelimit.conftest import make_client
+from tests.support.backends import make_client
 from tests.support.clock import FakeClock
 from tests.support.receiver import Receiver
 from tests.support.redis_server import RedisServer

@@ -13,7 +13,7 @@ from gateway.budgets.money import usd_to_units
 from gateway.budgets.policies import Policies
 from gateway.budgets.redis import RedisLedger
 from gateway.errors import InsufficientQuota
-from tests.ratelimit.conftest import make_client
+from tests.support.backends import make_client
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 

@@ -15,7 +15,7 @@ from gateway.budgets.redis import RedisLedger
 from gateway.budgets.sqlite import SqliteLedger
 from gateway.embedded import Database
 from tests.budgets.conftest import NOW
-from tests.ratelimit.conftest import make_client
+from tests.support.backends import make_client
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 

@@ -13,7 +13,7 @@ from gateway.history import FIELDS, Counts, HistoryStore, Slot
 from gateway.history.buffer import HistoryBuffer
 from gateway.history.redis import RedisHistory
 from gateway.history.sqlite import SqliteHistory
-from tests.ratelimit.conftest import make_client
+from tests.support.backends import make_client
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 

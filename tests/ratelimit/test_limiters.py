@@ -25,7 +25,7 @@ from gateway.ratelimit.bucket import ceil_ms
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter, load_script, parse_reply, script_args
 from gateway.store import StoreGuard
-from tests.ratelimit.conftest import make_client
+from tests.support.backends import make_client
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer, free_port
 

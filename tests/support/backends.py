@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import pytest
+import redis.asyncio
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.cache.redis import RedisClient
 from gateway.embedded import Database
-from tests.ratelimit.conftest import make_client
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
@@ -28,6 +28,11 @@ class Closable(Protocol):
 
 
 S = TypeVar("S", bound=Closable)
+
+
+def make_client(url: str) -> redis.asyncio.Redis:
+    # No client-side retries: a dead server must show up at once, not after backoff.
+    return redis.asyncio.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
 
 
 async def redis_backend(request: pytest.FixtureRequest, kind: str) -> RedisClient:
