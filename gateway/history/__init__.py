@@ -12,6 +12,7 @@ the model "" (shown as no model)."""
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -32,10 +33,19 @@ class Counts:
     upstream_errors: int = 0  # failed because the upstream did
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+        return Counts(*map(operator.add, self.values(), other.values()))
 
     def values(self) -> tuple[int, ...]:
-        return dataclasses.astuple(self)
+        # Spelled out: dataclasses.astuple deep-copies, and this runs on every request.
+        return (
+            self.requests,
+            self.inputs,
+            self.cached_inputs,
+            self.tokens,
+            self.billed_tokens,
+            self.rate_limited,
+            self.upstream_errors,
+        )
 
     @classmethod
     def served(cls, counts: usage.Counts) -> Counts:

@@ -5,6 +5,7 @@ read time (see ``report``), so totals stay exact."""
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -18,7 +19,7 @@ class Counts:
     billed_tokens: int = 0  # the upstream tokens paid for: tokens - billed_tokens were saved
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+        return Counts(*map(operator.add, self.values(), other.values()))
 
     def values(self) -> tuple[int, ...]:
         # Spelled out: dataclasses.astuple deep-copies, and this runs twice per request.

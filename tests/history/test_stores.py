@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis.asyncio
 
 from gateway import usage
@@ -134,3 +137,10 @@ async def test_a_failed_write_is_kept_for_the_next(own_redis: RedisServer) -> No
 def test_history_counts_begin_with_the_usage_counters() -> None:
     served = usage.Counts(requests=1, inputs=3, cached_inputs=1, tokens=30, billed_tokens=20)
     assert FIELDS[: len(usage.FIELDS)] == usage.FIELDS and Counts.served(served) == ONE
+
+
+@pytest.mark.parametrize("counts_type", [Counts, usage.Counts])
+def test_counts_values_are_every_field_in_order(counts_type: type[Any]) -> None:
+    numbered = counts_type(*range(1, len(dataclasses.fields(counts_type)) + 1))
+    assert numbered.values() == dataclasses.astuple(numbered)
+    assert (numbered + numbered).values() == tuple(2 * v for v in numbered.values())
