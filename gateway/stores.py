@@ -28,6 +28,7 @@ from gateway.guarded import GuardedCache, GuardedKeys, GuardedLimiter, GuardedUs
 from gateway.ratelimit import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter
+from gateway.ratelimit.refusals import RefusalMemo
 from gateway.settings import CacheSettings, Settings, backend
 from gateway.store import StoreGuard
 from gateway.usage import UsageStore
@@ -170,7 +171,8 @@ def build_limiter(backends: Backends) -> Limiter:
         return MemoryLimiter()
     prefix = f"{backends.settings.cache.key_prefix}:rl:{{rl}}:"  # one hash tag: one slot
     limiter = RedisLimiter(backends.need_redis(), prefix=prefix)
-    return GuardedLimiter(limiter, backends.redis_guards.reads, fallback=MemoryLimiter())
+    guarded = GuardedLimiter(limiter, backends.redis_guards.reads, fallback=MemoryLimiter())
+    return RefusalMemo(guarded)  # a flood of refused requests asks Redis once per wait
 
 
 def build_usage(backends: Backends) -> UsageStore:

@@ -10,6 +10,7 @@ import redis.asyncio
 from gateway.ratelimit import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter
+from gateway.ratelimit.refusals import RefusalMemo
 from tests.support.clock import FakeClock
 
 
@@ -18,13 +19,16 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-refusals-remembered"])
 async def limiter(
     request: pytest.FixtureRequest, clock: FakeClock, redis_client: redis.asyncio.Redis
 ) -> AsyncIterator[Limiter]:
+    """The shipped Redis limiter remembers refusals in front: it must decide exactly alike."""
     if request.param == "memory":
         yield MemoryLimiter(clock=clock)
         return
-    backend = RedisLimiter(redis_client, clock=clock)  # raises, never falls back
+    backend: Limiter = RedisLimiter(redis_client, clock=clock)  # raises, never falls back
+    if request.param == "redis-refusals-remembered":
+        backend = RefusalMemo(backend, clock=clock)
     yield backend
     await backend.close()

@@ -24,6 +24,7 @@ from gateway.ratelimit import (
 from gateway.ratelimit.bucket import ceil_ms
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter, load_script, parse_reply, script_args
+from gateway.ratelimit.refusals import RefusalMemo
 from gateway.store import StoreGuard
 from tests.support.backends import make_client
 from tests.support.clock import FakeClock
@@ -265,3 +266,25 @@ async def test_the_fallback_warning_is_logged_at_most_every_ten_seconds(
     await client.aclose()
     assert limiter.fallbacks == 5
     assert len([r for r in caplog.records if r.name == "gateway.ratelimit"]) == 2
+
+
+async def script_calls(client: redis.asyncio.Redis) -> int:
+    stats = await client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+async def test_a_flood_of_refused_requests_asks_redis_once_per_wait(
+    redis_client: redis.asyncio.Redis, clock: FakeClock
+) -> None:
+    limiter = RefusalMemo(RedisLimiter(redis_client, clock=clock), clock=clock)
+    limit = Limit(rate=1, burst=1)
+    await take(limiter, req("flood", limit))
+    await redis_client.config_resetstat()
+    refusals = [await take(limiter, req("flood", limit)) for _ in range(20)]
+    clock.advance(0.4)
+    later = await take(limiter, req("flood", limit))
+    assert await script_calls(redis_client) == 1 and limiter.answered == 20
+    assert not any(d.allowed for d in refusals) and not later.allowed
+    assert later.retry_after == pytest.approx(refusals[0].retry_after - 0.4, abs=MS)
+    clock.advance(0.6)
+    assert (await take(limiter, req("flood", limit))).allowed  # asked again once it could pay
