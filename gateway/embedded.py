@@ -9,7 +9,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -84,6 +84,17 @@ class Tables:
 
     def close(self) -> None:
         self._database.close()
+
+
+def adding_upsert(table: str, keys: Sequence[str], counters: Sequence[str]) -> str:
+    """INSERT of one row of counters that adds them to the row of the same keys, if there is one."""
+    columns = ", ".join([*keys, *counters])
+    marks = ", ".join("?" for _ in [*keys, *counters])
+    sums = ", ".join(f"{name} = {name} + excluded.{name}" for name in counters)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sums}"
+    )
 
 
 def open_file(

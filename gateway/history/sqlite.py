@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TypeVar
 
-from gateway.embedded import Database, Tables, transaction
+from gateway.embedded import Database, Tables, adding_upsert, transaction
 from gateway.history import FIELDS, Counts, Slot, Table
 
 T = TypeVar("T")
@@ -22,12 +22,7 @@ CREATE TABLE IF NOT EXISTS usage_hourly (
 );
 """
 _COLUMNS = ", ".join(FIELDS)
-_UPSERT = (
-    f"INSERT INTO usage_hourly (hour, key, team, model, {_COLUMNS}) "
-    f"VALUES (?, ?, ?, ?, {', '.join('?' for _ in FIELDS)}) "
-    "ON CONFLICT (hour, key, team, model) DO UPDATE SET "
-    + ", ".join(f"{name} = {name} + excluded.{name}" for name in FIELDS)
-)
+_UPSERT = adding_upsert("usage_hourly", ("hour", "key", "team", "model"), FIELDS)
 _SELECT = (
     f"SELECT hour, key, team, model, {_COLUMNS} FROM usage_hourly WHERE hour >= ? AND hour < ?"
 )

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.embedded import Database, transaction
+from gateway.embedded import Database, adding_upsert, transaction
 from gateway.usage import FIELDS, Counts, Row, Table
 
 _COLUMNS = ", ".join(FIELDS)
-_UPSERT = (
-    f"INSERT INTO usage (key, team, model, {_COLUMNS}) "
-    f"VALUES (?, ?, ?, {', '.join('?' for _ in FIELDS)}) "
-    "ON CONFLICT (key, team, model) DO UPDATE SET "
-    + ", ".join(f"{name} = {name} + excluded.{name}" for name in FIELDS)
-)
+_UPSERT = adding_upsert("usage", ("key", "team", "model"), FIELDS)
 _SELECT = f"SELECT key, team, model, {_COLUMNS} FROM usage"
 
 
