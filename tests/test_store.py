@@ -5,6 +5,7 @@ writes log one line per interval."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -122,32 +123,33 @@ def timed_post(stack: Stack, n: int, client: httpx.Client) -> float:
     return time.monotonic() - started
 
 
+@contextlib.contextmanager
+def stalled_after_one_request(
+    stack: Stack, server: RedisServer, client: httpx.Client
+) -> Iterator[None]:
+    """One request with Redis well, then Redis SIGSTOPped until the block ends."""
+    timed_post(stack, 0, client)
+    server.pause()
+    try:
+        yield
+    finally:
+        server.resume()
+
+
 def test_a_stalled_redis_costs_one_timeout_per_breaker_window(
     keyed: Stack, own_redis: RedisServer
 ) -> None:
-    with httpx.Client() as client:
-        timed_post(keyed, 0, client)
-        own_redis.pause()
-        try:
-            seconds = [timed_post(keyed, n, client) for n in range(1, 11)]
-        finally:
-            own_redis.resume()
-    assert sum(s > 0.15 for s in seconds) == 1, (
-        seconds
-    )  # the first pays the 0.2 s timeout; no other
+    with httpx.Client() as client, stalled_after_one_request(keyed, own_redis, client):
+        seconds = [timed_post(keyed, n, client) for n in range(1, 11)]
+    assert sum(s > 0.15 for s in seconds) == 1, seconds  # the first pays the 0.2 s timeout
 
 
 def test_usage_answers_partial_or_503_while_redis_is_stalled(
     keyed: Stack, own_redis: RedisServer
 ) -> None:
-    with httpx.Client() as client:
-        timed_post(keyed, 0, client)
-        own_redis.pause()
-        try:
-            timed_post(keyed, 1, client)  # counted by this instance, maybe not written yet
-            usage = client.get(f"{keyed.base_url}/usage", headers={"x-api-key": KEY})
-        finally:
-            own_redis.resume()
+    with httpx.Client() as client, stalled_after_one_request(keyed, own_redis, client):
+        timed_post(keyed, 1, client)  # counted by this instance, maybe not written yet
+        usage = client.get(f"{keyed.base_url}/usage", headers={"x-api-key": KEY})
     assert usage.status_code in (200, 503)
     if usage.status_code == 200:
         assert usage.json()["partial"] is True
