@@ -36,6 +36,7 @@ from gateway.microbatch import MicroBatchingFetcher
 from gateway.middleware import Admission, request_context
 from gateway.quota import TenantLimits
 from gateway.ratelimit import Limiter
+from gateway.ratelimit.repeats import HeldAnswers
 from gateway.redis_checks import warn_on_evicting_policy
 from gateway.server import SERVER_SETTINGS
 from gateway.service import EmbeddingService
@@ -349,7 +350,7 @@ def build_app(settings: Settings, workers: int = 1) -> web.Application:
     admission = Admission(settings.server.max_concurrent_requests)
     access = AccessLog()
     app = web.Application(
-        middlewares=[request_context(parts.metrics, admission, access)],
+        middlewares=[request_context(parts.metrics, admission, access, HeldAnswers())],
         client_max_size=settings.server.max_body_bytes,
     )
     app[ACCESS_LOG] = access

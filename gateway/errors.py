@@ -37,6 +37,7 @@ class GatewayError(Exception):
     # What the provider itself answered, for the upstream metric: its HTTP status, or timeout,
     # unreachable, invalid (an answer that failed validation), no_key. None: not a provider's.
     upstream_status: str | None = None
+    hold: float = 0.0  # seconds to hold the answer: a repeat the client did not wait for
 
     def __init__(
         self,

@@ -21,12 +21,15 @@ from gateway.errors import (
     ServiceUnavailable,
 )
 from gateway.metrics import Metrics
+from gateway.ratelimit.repeats import HeldAnswers
 
 log = logging.getLogger("gateway.http")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # What handlers learned about the request, for the access log and metrics (model, key, ...).
 FACTS = web.RequestKey("facts", dict[str, Any])
+# Seconds to hold the answer once the request has left its slots (ratelimit/repeats.py).
+HOLD = web.RequestKey("hold", float)
 
 
 def error_response(error: GatewayError) -> web.Response:
@@ -60,6 +63,8 @@ DRAIN_AT_MOST = 64 * 1024
 
 
 def _refusal(request: web.Request, error: GatewayError) -> web.Response:
+    if error.hold:
+        request[HOLD] = error.hold
     response = error_response(error)
     if not request.content.is_eof() and (request.content_length or 2**63) > DRAIN_AT_MOST:
         response.force_close()
@@ -110,7 +115,9 @@ class Admission:
             self.in_flight -= 1
 
 
-def request_context(metrics: Metrics, admission: Admission, access: AccessLog) -> Middleware:
+def request_context(
+    metrics: Metrics, admission: Admission, access: AccessLog, held: HeldAnswers
+) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -118,6 +125,8 @@ def request_context(metrics: Metrics, admission: Admission, access: AccessLog) -
         facts: dict[str, Any] = {}
         request[FACTS] = facts
         response = await admission(request, handler)
+        if HOLD in request:
+            await held.hold(request[HOLD])
         response.headers["x-request-id"] = request_id
         seconds = time.perf_counter() - started
         route = _route(request)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from gateway.auth import Principal
 from gateway.errors import RateLimited
 from gateway.ratelimit.bucket import BucketRequest, Decision, Limit, go_duration
+from gateway.ratelimit.refusals import aged
+from gateway.ratelimit.repeats import RepeatRefusals
 from gateway.settings import LimitSettings, RateLimitSettings, Settings, backend
 
 if TYPE_CHECKING:  # the protocol only: this module stays free of redis
@@ -178,10 +180,12 @@ class TenantLimits:
         limiter: Limiter,
         settings: RateLimitSettings,
         on_reject: Callable[[str, str], None] = _ignore,
+        repeats: RepeatRefusals | None = None,
     ) -> None:
         self._limiter = limiter
         self._policy = LimitPolicy(settings)
         self._on_reject = on_reject  # (scope, key name): the rate-limited metric
+        self._repeats = repeats or RepeatRefusals(settings.repeat_hold_seconds)
 
     async def admit_anyone(self, ip: str) -> None:
         """Charge a request whose caller is not known (it failed authentication) to its IP."""
@@ -207,10 +211,25 @@ class TenantLimits:
         decisions = await self._limiter.acquire([b.request for b in buckets])
         quota = quota_of(buckets, decisions)
         if not decisions[0].allowed:
-            error = rate_limited(buckets, decisions, model, quota)
+            error = self._refusal(buckets, decisions, model, quota)
             self._on_reject(error.scope, name)
             raise error
         return quota
+
+    def _refusal(
+        self, buckets: Sequence[Bucket], decisions: list[Decision], model: str, quota: Quota
+    ) -> RateLimited:
+        """The 429; a repeat the client did not wait for is held, and says what is left to
+        wait once it is answered."""
+        error = rate_limited(buckets, decisions, model, quota)
+        if error.should_retry is False:  # can never succeed: nothing to wait for
+            return error
+        wait = max(d.retry_after for d in decisions)
+        hold = self._repeats.hold_for(tuple(b.request.key for b in buckets), wait)
+        if hold:
+            error = rate_limited(buckets, aged(decisions, hold), model, quota)
+            error.hold = hold
+        return error
 
 
 def _share(value: float | None, workers: int, floor: float = 0.0) -> float | None:
@@ -236,7 +255,8 @@ def per_worker(settings: Settings, workers: int) -> Settings:
     if workers <= 1 or backend(settings, "limiter") == "redis":
         return settings
     limits = settings.limits
-    shares = RateLimitSettings(
+    shares = dataclasses.replace(
+        limits,
         per_ip=divided(limits.per_ip, workers),
         per_key=divided(limits.per_key, workers),
         per_model={m: divided(spec, workers) for m, spec in limits.per_model.items()},

@@ -7,7 +7,9 @@
   the connection's start and closes it while no request is being handled.
 - A body the gateway did not read (the request was refused from its headers) is drained for at
   most one second when it is small, so the client reads its answer on a connection it may keep;
-  a big one is not read at all: the connection closes after the answer (middleware.py).
+  a big one is not read at all: the connection closes once the answer is written (middleware.py).
+  Clients that send a whole body before reading (httpx, the OpenAI SDKs) meet a reset while
+  writing and then read the answer already delivered to them.
 """
 
 from __future__ import annotations
@@ -57,6 +59,16 @@ class EnvelopeRequestHandler(RequestHandler):
         )
         response.force_close()
         return response
+
+    async def finish_response(
+        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        answered = await super().finish_response(request, resp, start_time)
+        if not resp.keep_alive and not request.content.is_eof():
+            # aiohttp would read and drop the rest of the body for its lingering time: for a
+            # flood of big refused bodies that reading is most of the process's work
+            self.force_close()
+        return answered
 
 
 class EnvelopeServer(web.Server):

@@ -176,6 +176,9 @@ class RateLimitSettings:
         requests_per_second=100, requests_burst=200, tokens_per_minute=1_000_000
     )
     per_model: dict[str, LimitSettings] = field(default_factory=dict)
+    # A request refused again before its retry-after has passed is answered this much later
+    # (0: at once), so a client ignoring retry-after cannot fill the event loop with refusals.
+    repeat_hold_seconds: float = field(default=1.0, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import tiktoken
 
@@ -250,6 +251,50 @@ def test_a_big_refused_body_is_not_read_and_its_connection_closes(loop: Backgrou
             assert reply.startswith(b"HTTP/1.1 429")
             assert b"Connection: close" in reply
             assert reply_to(sock) == b""
+    finally:
+        stack.close()
+
+
+def test_a_repeat_the_client_did_not_wait_for_is_answered_late(loop: BackgroundLoop) -> None:
+    per_key = {"requests_per_second": 0.1, "requests_burst": 1}
+    stack = gateway(loop, limits={"repeat_hold_seconds": 0.5, "per_key": per_key})
+    try:
+        assert post(stack, ATTACKER).status_code == 200
+        timed = []
+        for _ in range(2):
+            started = time.perf_counter()
+            refused = post(stack, ATTACKER)
+            timed.append((time.perf_counter() - started, refused))
+        (first_took, first), (second_took, second) = timed
+        assert (first.status_code, second.status_code) == (429, 429)
+        assert first_took < 0.5 <= second_took
+        left = [int(r.headers["retry-after-ms"]) for r in (first, second)]
+        assert left[1] <= left[0] - 500  # what is left to wait once it is answered
+        assert post(stack, VICTIM).status_code == 200  # another key is never held
+    finally:
+        stack.close()
+
+
+def test_the_rest_of_a_big_refused_body_is_never_read(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 1}})
+    try:
+        assert post(stack, ATTACKER).status_code == 200
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            sock.sendall(head(ATTACKER, 20_000_000))
+            assert reply_to(sock).startswith(b"HTTP/1.1 429")
+            with pytest.raises(OSError):  # reset: nobody reads it, not drained for a while
+                sock.sendall(b"1" * 20_000_000)
+    finally:
+        stack.close()
+
+
+def test_the_openai_sdk_still_reads_the_refusal_of_a_big_body(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 1}})
+    try:
+        assert post(stack, ATTACKER).status_code == 200
+        client = openai.OpenAI(api_key=ATTACKER, base_url=stack.base_url, max_retries=0)
+        with pytest.raises(openai.RateLimitError):  # not a connection error
+            client.embeddings.create(model=SMALL, input=["word " * 2000] * 200)
     finally:
         stack.close()
 

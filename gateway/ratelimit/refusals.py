@@ -44,7 +44,7 @@ class RefusalMemo:
         if remembered is not None:
             if now < remembered[0] + _wait(remembered[1]):
                 self.answered += 1
-                return _aged(remembered[1], now - remembered[0])
+                return aged(remembered[1], now - remembered[0])
             del self._refused[key]
         decisions = await self._inner.acquire(requests)
         if decisions and not decisions[0].allowed and _wait(decisions) > 0:
@@ -67,7 +67,8 @@ def _wait(decisions: Sequence[Decision]) -> float:
     return max(d.retry_after for d in decisions)
 
 
-def _aged(decisions: list[Decision], elapsed: float) -> list[Decision]:
+def aged(decisions: Sequence[Decision], elapsed: float) -> list[Decision]:
+    """The decisions as they will read `elapsed` seconds later."""
     return [
         dataclasses.replace(
             d,
