@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -61,23 +62,46 @@ def _ids(item: list[Any]) -> np.ndarray | list[Any]:
     return ids.astype("<u4")
 
 
+def _yield_the_cpu() -> None:
+    """In each pool process: parsing is the least urgent work on the machine, so the serving
+    processes (and the other tenants' requests they carry) are scheduled first."""
+    os.nice(10)
+
+
+def _started() -> None:
+    """A no-op: the first job, which starts the pool's processes."""
+
+
 class ParsePool:
     """At most `processes` parsing processes, started on first use, never by a small body."""
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
+        self._starting: asyncio.Lock | None = None
 
     @property
     def enabled(self) -> bool:
         return self.processes > 0
 
     async def parse(self, body: bytes) -> dict[str, Any] | list[Any] | None:
-        if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, lighten, body)
+        pool = self._pool or await self._start()
+        return await asyncio.get_running_loop().run_in_executor(pool, lighten, body)
+
+    async def _start(self) -> ProcessPoolExecutor:
+        """Starting the processes waits for a new interpreter's imports (half a second): on
+        a thread, never on the event loop, and once however many bodies wait for it."""
+        self._starting = self._starting or asyncio.Lock()
+        async with self._starting:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload([__name__])
+                pool = ProcessPoolExecutor(
+                    self.processes, mp_context=context, initializer=_yield_the_cpu
+                )
+                await asyncio.to_thread(lambda: pool.submit(_started).result())
+                self._pool = pool
+            return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
