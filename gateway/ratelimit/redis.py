@@ -4,10 +4,16 @@ All buckets of one request are checked and charged by a single EVALSHA of
 `token_bucket.lua`. A failure raises `StoreUnavailable`; `gateway.guarded.GuardedLimiter` then
 fails open to per-instance buckets: limits hold per instance instead of globally, and
 requests flow.
+
+The requests that ask in the same turn of the event loop go to Redis together, as one pipeline
+on one connection: a burst of a few hundred new connections costs one round trip, not a few
+hundred (and not a pool grown by a hundred connections). Each script still runs atomically on
+its own; only the round trip is shared. On Redis Cluster each request asks on its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -15,7 +21,10 @@ from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.ratelimit.bucket import BucketRequest, Decision
 from gateway.store import StoreUnavailable
@@ -66,20 +75,102 @@ class RedisLimiter:
         prefix: str = "gw:rl:",
         clock: Callable[[], float] | None = None,
     ) -> None:
+        self._client = client
         self._script = client.register_script(load_script())
         self._prefix = prefix
         self._clock = clock
+        self._batches = None if isinstance(client, RedisCluster) else Batches(client, self._script)
 
     async def acquire(self, requests: Sequence[BucketRequest]) -> list[Decision]:
         if not requests:
             return []
         now_ms = None if self._clock is None else round(self._clock() * 1000)
         keys = [self._prefix + r.key for r in requests]
+        args = script_args(requests, now_ms)
         try:
-            reply = await self._script(keys=keys, args=script_args(requests, now_ms))
+            if self._batches is None:
+                reply = await self._script(keys=keys, args=args)
+            else:
+                reply = await self._batches.run(keys, args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         return parse_reply(requests, reply)
 
     async def close(self) -> None:
         """Closes nothing it was given: the client belongs to whoever created it."""
+        if self._batches is not None:
+            await self._batches.close()
+
+
+Call = tuple[list[str], list[str | float], "asyncio.Future[Any]"]
+
+
+class Batches:
+    """Script calls made in the same turn of the event loop, sent as one pipeline.
+
+    A caller that stops waiting (its timeout) leaves the batch alone: the batch's answers are
+    delivered to whoever still waits.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, script: AsyncScript) -> None:
+        self._client = client
+        self._script = script
+        self._queued: list[Call] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def run(self, keys: list[str], args: list[str | float]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((keys, args, future))
+        if len(self._queued) == 1:  # the first of this turn sends the batch once it ends
+            loop.call_soon(self._send_queued)
+        return await future
+
+    def _send_queued(self) -> None:
+        batch = [call for call in self._queued if not call[2].done()]  # else: it gave up
+        self._queued = []
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[Call]) -> None:
+        unsent: Exception = RedisConnectionError("the batch was not sent")  # cancelled: closing
+        replies: list[Any] = [unsent] * len(batch)
+        try:
+            replies = await self._pipeline(batch)
+        except (RedisError, OSError) as exc:
+            replies = [exc] * len(batch)
+        finally:
+            _deliver(batch, replies)
+
+    async def _pipeline(self, batch: list[Call]) -> list[Any]:
+        """EVALSHA each call; the first batch after Redis lost its scripts loads it, once."""
+        replies = await self._evalsha(batch)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            await self._client.script_load(self._script.script)
+            replies = await self._evalsha(batch)
+        return replies
+
+    async def _evalsha(self, batch: list[Call]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def close(self) -> None:
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def _deliver(batch: list[Call], replies: list[Any]) -> None:
+    for (_, _, future), reply in zip(batch, replies, strict=True):
+        if future.done():  # its caller stopped waiting
+            continue
+        if isinstance(reply, Exception):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)

@@ -288,3 +288,36 @@ async def test_a_flood_of_refused_requests_asks_redis_once_per_wait(
     assert later.retry_after == pytest.approx(refusals[0].retry_after - 0.4, abs=MS)
     clock.advance(0.6)
     assert (await take(limiter, req("flood", limit))).allowed  # asked again once it could pay
+
+
+async def test_requests_asking_at_once_share_one_round_trip(redis_server: RedisServer) -> None:
+    client = make_client(redis_server.url)  # a pool of its own: its connections are counted
+    before = int((await client.info("stats"))["total_connections_received"])
+    limiter, limit = RedisLimiter(client), Limit(rate=1, burst=30)
+    decisions = await asyncio.gather(*(take(limiter, req("burst", limit)) for _ in range(50)))
+    opened = int((await client.info("stats"))["total_connections_received"]) - before
+    await client.aclose()
+    assert sum(d.allowed for d in decisions) == 30  # each script still charged on its own
+    assert opened <= 2  # one for the batch, one for INFO: not one per request
+
+
+async def test_a_batch_after_redis_lost_its_script_loads_it_again(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    limiter, limit = RedisLimiter(redis_client), Limit(rate=1, burst=2)
+    await take(limiter, req("ip", limit))
+    await redis_client.script_flush()
+    decisions = await asyncio.gather(*(take(limiter, req("ip", limit)) for _ in range(2)))
+    assert [d.allowed for d in decisions] == [True, False]
+
+
+async def test_a_caller_that_gave_up_before_the_batch_left_charges_nothing(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    limiter, limit = RedisLimiter(redis_client), Limit(rate=1, burst=1)
+    gave_up = asyncio.ensure_future(take(limiter, req("ip", limit)))
+    waits = asyncio.ensure_future(take(limiter, req("ip", limit)))
+    await asyncio.sleep(0)  # both queued for the same batch
+    gave_up.cancel()
+    assert (await waits).allowed
+    assert gave_up.cancelled()
