@@ -411,7 +411,9 @@ def _usage_requests(url: str, key: str) -> str:
     return f"{counted} (partial)" if body.get("partial") else str(counted)
 
 
-def run_all(rig: Rig, seconds: float, rate: float) -> None:
+def run_all(rig: Rig, seconds: float, rate: float, only: str = "") -> None:
+    """Every phase, or those named in `only` (comma-separated)."""
+    chosen = set(only.split(",")) if only else None
     print(f"\nabuse: the victim sends {rate:g} req/s for {seconds:g} s per phase")
     print(ABUSE_HEADER, flush=True)
     notes = []
@@ -419,9 +421,13 @@ def run_all(rig: Rig, seconds: float, rate: float) -> None:
         for started in [pool.submit(ready), pool.submit(ready)]:
             started.result()  # both started before the first phase's clock runs
         for phase in PHASES:
+            if chosen is not None and phase.name not in chosen:
+                continue
             outcome, rss = run_phase(rig, phase, seconds, rate, pool)
             print(abuse_row(phase, outcome, rss), flush=True)
             notes += [f"  {phase.name} victim {s}: {m}" for s, m in outcome.victim.messages.items()]
-    print(stall_phase(rig, seconds, rate), flush=True)
-    print(evict_phase(rig, seconds, rate), flush=True)
+    if chosen is None or "stall" in chosen:
+        print(stall_phase(rig, seconds, rate), flush=True)
+    if chosen is None or "evict" in chosen:
+        print(evict_phase(rig, seconds, rate), flush=True)
     print("\n".join(notes))

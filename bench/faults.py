@@ -293,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--only", choices=("all", "faults", "abuse"), default="all", help="which phases to run"
     )
     parser.add_argument("--abuse-seconds", type=float, default=4.0, help="length of an abuse phase")
+    parser.add_argument(
+        "--abuse-phases", default="", help="comma-separated abuse phases to run (default: all)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(name)s %(levelname)s %(message)s")
     redis = RedisServer()
@@ -307,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.only in ("all", "abuse"):
                 from bench import abuse  # noqa: PLC0415 (it builds on this module)
 
-                abuse.run_all(rig, args.abuse_seconds, args.rate)
+                abuse.run_all(rig, args.abuse_seconds, args.rate, args.abuse_phases)
             loop.run(upstream.stop())
     finally:
         redis.stop()
