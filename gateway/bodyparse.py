@@ -27,7 +27,7 @@ FIELDS = ("model", "input", "encoding_format", "dimensions", "user")
 INVALID_ITEM: list[Any] = [None]
 
 
-def lighten(body: bytes) -> dict[str, Any] | list[Any] | None:
+def lighten(body: bytes | bytearray) -> dict[str, Any] | list[Any] | None:
     """In the pool process: the body's known fields, token lists as arrays; None if the body is
     not JSON, an empty list if it is JSON but not an object (validation refuses both)."""
     try:
@@ -84,7 +84,7 @@ class ParsePool:
     def enabled(self) -> bool:
         return self.processes > 0
 
-    async def parse(self, body: bytes) -> dict[str, Any] | list[Any] | None:
+    async def parse(self, body: bytes | bytearray) -> dict[str, Any] | list[Any] | None:
         pool = self._pool or await self._start()
         return await asyncio.get_running_loop().run_in_executor(pool, lighten, body)
 

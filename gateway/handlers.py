@@ -122,7 +122,7 @@ class Handlers:
         return self.in_flight.enter(key, caller.client_ip)
 
     async def _embeddings(self, request: web.Request, caller: Caller) -> web.Response:
-        parsed = await self._parse(caller, await self.body_reader.read(request))
+        parsed = await self._read(request, caller)
         request[FACTS]["model"] = parsed.model.name
         check_model(caller.principal, parsed.model.name)
         controls = self._cache_controls(request, caller)
@@ -142,14 +142,26 @@ class Handlers:
             headers |= result.budget.headers()
         return web.Response(body=body, content_type=JSON, headers=headers)
 
-    async def _parse(self, caller: Caller, body: bytes) -> protocol.EmbeddingRequest:
+    async def _read(self, request: web.Request, caller: Caller) -> protocol.EmbeddingRequest:
+        """A body announced as large is read and parsed in one of its tenant's turns for heavy
+        work: a tenant sending several at once has them arrive one after another (the rest wait
+        in TCP's flow control), so the event loop never carries many of its uploads at once."""
+        if (request.content_length or 0) < OFF_LOOP_BYTES:
+            return await self._parse(caller, await self.body_reader.read(request))
+        async with self.offload.turn(caller.principal.key_id):
+            return await self._parse_large(await self.body_reader.read(request))
+
+    async def _parse(self, caller: Caller, body: bytes | bytearray) -> protocol.EmbeddingRequest:
         if len(body) < OFF_LOOP_BYTES:
             return protocol.parse_embedding_request(body, self.catalog)
-        tenant = caller.principal.key_id
+        async with self.offload.turn(caller.principal.key_id):  # it did not say it was large
+            return await self._parse_large(body)
+
+    async def _parse_large(self, body: bytes | bytearray) -> protocol.EmbeddingRequest:
         if len(body) >= OUT_OF_PROCESS_BYTES and self.offload.parser.enabled:
-            data = await self.offload.parse_elsewhere(tenant, body)
+            data = await self.offload.parse_elsewhere(body)
             return protocol.embedding_request(data, self.catalog)
-        return await self.offload.run(tenant, protocol.parse_embedding_request, body, self.catalog)
+        return await self.offload.on_thread(protocol.parse_embedding_request, body, self.catalog)
 
     def _cache_controls(self, request: web.Request, caller: Caller) -> cache_control.CacheControls:
         headers = request.headers

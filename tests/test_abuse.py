@@ -5,6 +5,7 @@ answers its own errors as envelopes."""
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import threading
 import time
@@ -225,6 +226,25 @@ async def test_one_tenants_offloaded_work_runs_a_bounded_number_at_once() -> Non
 
     await asyncio.gather(*(offload.run("attacker", work) for _ in range(4)))
     assert running["most"] == 1
+
+
+def test_one_tenants_large_bodies_are_read_one_after_another(loop: BackgroundLoop) -> None:
+    stack = gateway(loop)
+    body = b'{"model":"text-embedding-3-small","input":"' + b"word " * 60_000 + b'"}'
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", stack.port)) as first,
+            socket.create_connection(("127.0.0.1", stack.port)) as second,
+        ):
+            first.sendall(head(ATTACKER, len(body)) + body[:1000])
+            time.sleep(0.2)  # the first holds the tenant's turn, reading
+            second.sendall(head(ATTACKER, len(body)) + body)
+            assert select.select([second], [], [], 0.5)[0] == []  # waits for the first
+            first.sendall(body[1000:])
+            assert reply_to(first).startswith(b"HTTP/1.1 400")
+            assert reply_to(second).startswith(b"HTTP/1.1 400")
+    finally:
+        stack.close()
 
 
 def test_without_redis_workers_split_every_limit() -> None:
