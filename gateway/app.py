@@ -31,6 +31,7 @@ from gateway.decoded import DecodedEntries
 from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
 from gateway.fetch import ChunkedFetcher, Fetcher
 from gateway.handlers import Handlers
+from gateway.heap import startup_objects_frozen
 from gateway.metrics import Metrics, Seed
 from gateway.microbatch import MicroBatchingFetcher
 from gateway.middleware import Admission, request_context
@@ -279,7 +280,8 @@ def lifecycle(parts: Parts) -> Callable[[web.Application], AsyncIterator[None]]:
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(parts.usage.run()), loop.create_task(parts.directory.run())]
         spending_tasks = await parts.spending.start()
-        yield
+        with startup_objects_frozen():
+            yield
         await parts.spending.stop(spending_tasks)
         for task in tasks:
             await stop_task(task)
