@@ -5,19 +5,31 @@ token ids takes over half a second, in which no other tenant's request moves. A 
 parses instead and hands back only what validation reads: the known fields, with token lists as
 compact integer arrays (one buffer each, cheap to pass back), so the serving process never
 holds millions of integer objects either. Validation itself stays in `protocol`, unchanged.
+
+The body goes to the pool process as a scratch file (in /dev/shm where there is one), written
+chunk by chunk as it arrives (or, for a body already read, on a thread): handing it over as an
+argument pickled it on the executor's feeder thread, which held the interpreter lock for 76 ms
+per 31 MB body, and gathering it first copied it again; a file write lets go of the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import mmap
 import multiprocessing
 import os
+import tempfile
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TypeGuard
 
 import numpy as np
 import orjson
 
+from gateway.protocol import MAX_INPUTS, TokenRows
 from gateway.tokens import MAX_TOKEN_ID
 
 OUT_OF_PROCESS_BYTES = 1024 * 1024
@@ -25,11 +37,23 @@ FIELDS = ("model", "input", "encoding_format", "dimensions", "user")
 # Stands for a token list that can only fail validation (bools, non-integers, nesting): the
 # serving process rejects it with the same message without receiving the list itself.
 INVALID_ITEM: list[Any] = [None]
+# Stands for a valid token list in front of an invalid one: validation passes it, then fails on
+# the invalid list with the message it would give for the whole body.
+VALID_ITEM = np.zeros(1, "<u4")
+EMPTY = np.zeros(0, "<u4")
+SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir()
+Light = dict[str, Any] | list[Any] | None  # what `lighten` hands back
+Write = Callable[[bytes | bytearray], object]
+# Hands a body to `write` chunk by chunk as it arrives (BodyReader.read_into).
+Upload = Callable[[Write], Awaitable[int]]
 
 
-def lighten(body: bytes | bytearray) -> dict[str, Any] | list[Any] | None:
-    """In the pool process: the body's known fields, token lists as arrays; None if the body is
-    not JSON, an empty list if it is JSON but not an object (validation refuses both)."""
+def lighten(body: bytes | bytearray) -> Light:
+    """In the pool process: the body's known fields, valid token lists as `TokenRows`; None if
+    the body is not JSON, an empty list if it is JSON but not an object (validation refuses
+    both). Invalid token lists come back as just enough to fail validation with the message
+    the whole body would get: stand-ins for the valid lists before the first invalid one, and
+    that one (an out-of-range list as its lowest and highest id)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -37,15 +61,91 @@ def lighten(body: bytes | bytearray) -> dict[str, Any] | list[Any] | None:
     if not isinstance(data, dict):
         return []
     light = {name: data[name] for name in FIELDS if name in data}
-    if isinstance(light.get("input"), list):
-        light["input"] = _compact_input(light["input"])
+    raw = light.get("input")
+    if isinstance(raw, list) and raw and type(raw[0]) is int:
+        light["input"] = _one_list(raw)
+    elif isinstance(raw, list) and raw and isinstance(raw[0], list):
+        light["input"] = _lists(raw)
     return light
 
 
-def _compact_input(raw: list[Any]) -> list[Any] | np.ndarray:
-    if raw and type(raw[0]) is int:
-        return _ids(raw)
-    return [_ids(item) if isinstance(item, list) and item else item for item in raw]
+@dataclass(frozen=True, slots=True)
+class RowsInFile:
+    """`TokenRows` whose flat buffer the pool process wrote back to the scratch file."""
+
+    lengths: np.ndarray
+    single: bool
+
+
+def lighten_file(path: str) -> Light:
+    """In the pool process: `lighten` of the body the serving process wrote to `path`. Valid
+    token lists go back through the same file (a 24 MB answer through the executor's pipe held
+    the serving process's interpreter lock, chunk by chunk, on the executor's thread)."""
+    with open(path, "rb") as scratch:
+        light = lighten(scratch.read())
+    if isinstance(light, dict) and isinstance(light.get("input"), TokenRows):
+        rows: TokenRows = light["input"]
+        rows.flat.tofile(path)
+        light["input"] = RowsInFile(rows.lengths, rows.single)
+    return light
+
+
+def _mapped(path: str) -> np.ndarray:
+    with open(path, "rb") as scratch:
+        return np.frombuffer(mmap.mmap(scratch.fileno(), 0, access=mmap.ACCESS_READ), "<u4")
+
+
+def _rows_from(path: str, light: Light) -> Light:
+    """In the serving process: the answer of `lighten_file`, its token lists mapped from the
+    file (shared memory in /dev/shm: nothing is copied, and the mapping outlives the file's
+    name until the request lets go of the lists)."""
+    if isinstance(light, dict) and isinstance(light.get("input"), RowsInFile):
+        stored: RowsInFile = light["input"]
+        flat = _mapped(path) if stored.lengths.sum() else EMPTY
+        light["input"] = TokenRows(flat, stored.lengths, stored.single)
+    return light
+
+
+def _writer(scratch: BinaryIO) -> Write:
+    """Writes all of each chunk (an unbuffered file may write less than it was given)."""
+
+    def write(chunk: bytes | bytearray) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[scratch.write(view) or 0 :]
+
+    return write
+
+
+def _one_list(raw: list[Any]) -> TokenRows | np.ndarray | list[Any]:
+    ids = _ids(raw)
+    if _valid(ids):
+        return TokenRows(ids, np.array([len(ids)]), single=True)
+    return _evidence(ids)
+
+
+def _lists(raw: list[Any]) -> TokenRows | list[Any]:
+    if len(raw) > MAX_INPUTS:  # validation counts the lists before it looks at any
+        return [VALID_ITEM] * len(raw)
+    arrays = []
+    for index, item in enumerate(raw):
+        ids = _ids(item) if isinstance(item, list) and item else INVALID_ITEM
+        if not _valid(ids):
+            return [VALID_ITEM] * index + [_evidence(ids)]
+        arrays.append(ids)
+    lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+    return TokenRows(np.concatenate(arrays), lengths)
+
+
+def _valid(ids: np.ndarray | list[Any]) -> TypeGuard[np.ndarray]:
+    return isinstance(ids, np.ndarray) and ids.dtype.str == "<u4"
+
+
+def _evidence(ids: np.ndarray | list[Any]) -> np.ndarray | list[Any]:
+    """What validation needs of an invalid list: an out-of-range one's lowest and highest id."""
+    if isinstance(ids, np.ndarray):
+        return np.array([ids.min(), ids.max()], dtype=ids.dtype)
+    return ids
 
 
 def _ids(item: list[Any]) -> np.ndarray | list[Any]:
@@ -84,9 +184,26 @@ class ParsePool:
     def enabled(self) -> bool:
         return self.processes > 0
 
-    async def parse(self, body: bytes | bytearray) -> dict[str, Any] | list[Any] | None:
+    async def parse(self, body: bytes | bytearray) -> Light:
+        """A body already read, written out on a thread."""
+
+        async def upload(write: Write) -> int:
+            await asyncio.to_thread(write, body)
+            return len(body)
+
+        return await self.parse_upload(upload)
+
+    async def parse_upload(self, upload: Upload) -> Light:
         pool = self._pool or await self._start()
-        return await asyncio.get_running_loop().run_in_executor(pool, lighten, body)
+        fd, path = tempfile.mkstemp(prefix="gateway-body-", dir=SCRATCH)
+        try:
+            with open(fd, "wb", buffering=0) as scratch:
+                await upload(_writer(scratch))
+            light = await asyncio.get_running_loop().run_in_executor(pool, lighten_file, path)
+            return _rows_from(path, light)
+        finally:  # even when cancelled mid-write: the open file lives on unnamed until closed
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     async def _start(self) -> ProcessPoolExecutor:
         """Starting the processes waits for a new interpreter's imports (half a second): on

@@ -57,6 +57,8 @@ def check_text_lengths(texts: Sequence[str], max_tokens: int) -> None:
 def prepare(request: EmbeddingRequest, tokenizer: Tokenizer) -> Prepared:
     if request.token_input:
         arrays: Sequence[TokenIds] = request.inputs  # type: ignore[assignment]
+        if request.model.cl100k:  # counted already: refused before copying millions of ids
+            check_token_limits([len(ids) for ids in arrays], request.model.max_tokens)
         return _from_token_ids(arrays, request.model.cl100k, tokenizer)
     texts: Sequence[str] = request.inputs  # type: ignore[assignment]
     if request.model.cl100k:

@@ -7,7 +7,7 @@ substrings such as "array length must be 2048 or less" to split batches and retr
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +33,17 @@ _NOT_JSON = (
     "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
     "sent was not valid JSON.)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRows:
+    """Token lists parsed out of process (`gateway.bodyparse`): every list's ids in one flat
+    little-endian uint32 buffer, and each list's length; `single`: the input was one list of
+    ids, not a list of lists. Checked here all at once instead of list by list."""
+
+    flat: np.ndarray
+    lengths: np.ndarray
+    single: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +106,8 @@ def _inputs(data: dict[str, Any]) -> tuple[list[str] | list[TokenIds], bool]:
             "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
         )
     raw = data["input"]
+    if isinstance(raw, TokenRows):
+        return _rows(raw), True
     if isinstance(raw, np.ndarray):  # one token list, parsed out of process
         return [_token_ids(raw)], True
     if isinstance(raw, str):
@@ -114,7 +127,7 @@ def _inputs(data: dict[str, Any]) -> tuple[list[str] | list[TokenIds], bool]:
     raise InvalidRequest(_INVALID_INPUT)
 
 
-def _check_count(items: list[Any]) -> None:
+def _check_count(items: Sized) -> None:
     if len(items) > MAX_INPUTS:
         raise InvalidRequest(f"Invalid 'input': array length must be {MAX_INPUTS} or less.")
 
@@ -143,7 +156,23 @@ def _token_ids(item: Any) -> TokenIds:
             f"Invalid token in prompt: {low if low < 0 else high}. Minimum value is 0, "
             f"maximum value is {MAX_TOKEN_ID} (inclusive)."
         )
-    return ids.astype("<u4")
+    return ids.astype("<u4", copy=False)
+
+
+def _rows(rows: TokenRows) -> list[TokenIds]:
+    if not rows.single:
+        _check_count(rows.lengths)
+    lengths, flat = rows.lengths, rows.flat
+    valid = (
+        flat.dtype.str == "<u4"
+        and len(lengths) > 0
+        and int(lengths.min()) > 0
+        and int(lengths.sum()) == flat.size
+        and int(flat.max()) <= MAX_TOKEN_ID
+    )
+    if not valid:  # bodyparse sends only valid lists this way: never a client's doing
+        raise InvalidRequest(_INVALID_INPUT)
+    return np.split(flat, np.cumsum(lengths[:-1]))
 
 
 def _array(item: Any) -> np.ndarray:

@@ -4,16 +4,22 @@ serving process receives token lists as compact arrays."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import httpx
 import orjson
 import pytest
 
-from gateway.bodyparse import ParsePool, lighten
+from gateway.bodyparse import SCRATCH, ParsePool, lighten
 from gateway.catalog import Catalog
 from gateway.errors import GatewayError
-from gateway.protocol import EmbeddingRequest, embedding_request, parse_embedding_request
+from gateway.protocol import (
+    EmbeddingRequest,
+    TokenRows,
+    embedding_request,
+    parse_embedding_request,
+)
 from tests.support.stack import Stack, own_stack, shipped_settings
 
 CATALOG = Catalog.from_settings(shipped_settings("http://unused", "").models)
@@ -28,6 +34,17 @@ BODIES = [
     b'{"model":"text-embedding-3-small","input":[[[1]]]}',
     b'{"model":"text-embedding-3-small","input":[[]]}',
     b'{"model":"text-embedding-3-small","input":[[1],"a"]}',
+    b'{"model":"text-embedding-3-small","input":[[1],[2],[3,true],[-5]]}',
+    b'{"model":"text-embedding-3-small","input":[[1],[2,99999999,-3],[-5]]}',
+    b'{"model":"text-embedding-3-small","input":[[1],[],[2]]}',
+    b'{"model":"text-embedding-3-small","input":[[1],{"a":1}]}',
+    b'{"model":"text-embedding-3-small","input":[[1],[[2]]]}',
+    b'{"model":"text-embedding-3-small","input":[[1,2],3]}',
+    b'{"model":"text-embedding-3-small","input":[1,2,-3,99999999]}',
+    b'{"model":"text-embedding-3-small","input":[1,"a"]}',
+    b'{"model":"text-embedding-3-small","input":' + orjson.dumps([[1]] * 2049) + b"}",
+    b'{"model":"text-embedding-3-small","input":' + orjson.dumps([[1]] * 2048) + b"}",
+    b'{"model":"text-embedding-3-small","input":[[1,2]],"encoding_format":"hex"}',
     b'{"model":"text-embedding-3-small","input":[-1]}',
     b'{"model":"text-embedding-3-small","input":[[99999999]]}',
     b'{"model":"text-embedding-3-small","input":[18446744073709551615]}',
@@ -57,13 +74,19 @@ def test_a_body_parsed_elsewhere_validates_as_one_parsed_here(body: bytes) -> No
     assert elsewhere == here
 
 
-def test_token_lists_come_back_as_four_byte_arrays() -> None:
+def test_valid_token_lists_come_back_as_one_four_byte_buffer() -> None:
     light = lighten(b'{"model":"m","input":[[1,2,3],[70000]]}')
     assert isinstance(light, dict)
-    assert [(a.dtype.str, a.tolist()) for a in light["input"]] == [
-        ("<u4", [1, 2, 3]),
-        ("<u4", [70000]),
-    ]
+    rows = light["input"]
+    assert isinstance(rows, TokenRows)
+    assert (rows.flat.dtype.str, rows.flat.tolist()) == ("<u4", [1, 2, 3, 70000])
+    assert (rows.lengths.tolist(), rows.single) == ([3, 1], False)
+
+
+def test_of_invalid_lists_only_the_first_invalid_one_comes_back() -> None:
+    light = lighten(b'{"model":"m","input":[[1,2,3],[4,5],[6,-7,8],[9]]}')
+    assert isinstance(light, dict)
+    assert [item.tolist() for item in light["input"]] == [[0], [0], [-7, 8]]
 
 
 def test_fields_validation_never_reads_are_left_behind() -> None:
@@ -81,7 +104,26 @@ def test_the_pool_process_parses_a_body() -> None:
 
     light = asyncio.run(parse())
     assert isinstance(light, dict)
-    assert light["input"].tolist() == [5, 6]
+    assert light["input"].flat.tolist() == [5, 6]
+
+
+def test_the_pool_process_leaves_no_scratch_file_behind() -> None:
+    def scratch_files() -> set[str]:
+        return {name for name in os.listdir(SCRATCH) if name.startswith("gateway-body-")}
+
+    before = scratch_files()
+
+    async def parse() -> object:
+        pool = ParsePool(1)
+        try:
+            return await pool.parse(orjson.dumps({"model": "m", "input": [[7] * 100] * 50}))
+        finally:
+            pool.close()
+
+    light = asyncio.run(parse())
+    assert isinstance(light, dict)
+    assert light["input"].lengths.tolist() == [100] * 50
+    assert scratch_files() == before
 
 
 @pytest.fixture(scope="module")
