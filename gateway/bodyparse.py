@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import mmap
 import multiprocessing
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeGuard
@@ -29,8 +31,11 @@ from typing import Any, BinaryIO, TypeGuard
 import numpy as np
 import orjson
 
+from gateway.errors import ServiceUnavailable
 from gateway.protocol import MAX_INPUTS, TokenRows
 from gateway.tokens import MAX_TOKEN_ID
+
+log = logging.getLogger("gateway")
 
 OUT_OF_PROCESS_BYTES = 1024 * 1024
 FIELDS = ("model", "input", "encoding_format", "dimensions", "user")
@@ -199,11 +204,26 @@ class ParsePool:
         try:
             with open(fd, "wb", buffering=0) as scratch:
                 await upload(_writer(scratch))
-            light = await asyncio.get_running_loop().run_in_executor(pool, lighten_file, path)
+            light = await self._in_pool(pool, path)
             return _rows_from(path, light)
         finally:  # even when cancelled mid-write: the open file lives on unnamed until closed
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+    async def _in_pool(self, pool: ProcessPoolExecutor, path: str) -> Light:
+        """A pool whose process died (killed, out of memory) refuses every later job: it is
+        replaced on the next body, and this one gets a 503 to retry."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, lighten_file, path)
+        except BrokenProcessPool:
+            log.warning("a body-parsing process died; starting a new one")
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise ServiceUnavailable(
+                "The request could not be parsed just now; please retry.",
+                headers={"retry-after": "1"},
+            ) from None
 
     async def _start(self) -> ProcessPoolExecutor:
         """Starting the processes waits for a new interpreter's imports (half a second): on

@@ -126,6 +126,33 @@ def test_the_pool_process_leaves_no_scratch_file_behind() -> None:
     assert scratch_files() == before
 
 
+def test_a_parse_process_that_died_is_replaced() -> None:
+    body = b'{"model":"m","input":[5,6]}'
+
+    async def parse_around_a_death() -> list[object]:
+        pool = ParsePool(1)
+        try:
+            await pool.parse(body)
+            executor = pool._pool
+            assert executor is not None
+            for process in list(executor._processes.values()):  # what the OOM killer does
+                process.kill()
+            outcomes: list[object] = []
+            for _ in range(2):
+                try:
+                    outcomes.append(await pool.parse(body))
+                except GatewayError as exc:
+                    outcomes.append(exc.status)
+            return outcomes
+        finally:
+            pool.close()
+
+    died, replaced = asyncio.run(parse_around_a_death())
+    assert died == 503
+    assert isinstance(replaced, dict)
+    assert replaced["input"].flat.tolist() == [5, 6]
+
+
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Stack]:
     with own_stack() as stack:
