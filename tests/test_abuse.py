@@ -277,7 +277,7 @@ def test_a_big_refused_body_is_not_read_and_its_connection_closes(loop: Backgrou
 
 def test_a_repeat_the_client_did_not_wait_for_is_answered_late(loop: BackgroundLoop) -> None:
     per_key = {"requests_per_second": 0.1, "requests_burst": 1}
-    stack = gateway(loop, limits={"repeat_hold_seconds": 0.5, "per_key": per_key})
+    stack = gateway(loop, limits={"repeat_hold_seconds": 1.0, "per_key": per_key})
     try:
         assert post(stack, ATTACKER).status_code == 200
         timed = []
@@ -287,7 +287,7 @@ def test_a_repeat_the_client_did_not_wait_for_is_answered_late(loop: BackgroundL
             timed.append((time.perf_counter() - started, refused))
         (first_took, first), (second_took, second) = timed
         assert (first.status_code, second.status_code) == (429, 429)
-        assert first_took < 0.5 <= second_took
+        assert first_took < 0.5 <= second_took  # held from half to one and a half holds
         left = [int(r.headers["retry-after-ms"]) for r in (first, second)]
         assert left[1] <= left[0] - 500  # what is left to wait once it is answered
         assert post(stack, VICTIM).status_code == 200  # another key is never held

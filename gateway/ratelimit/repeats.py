@@ -6,12 +6,15 @@ gateway can answer: its refusals, cheap one by one, then fill the event loop eve
 requests wait in. Such a repeat is held instead: answered `hold` seconds later, which costs
 the gateway one timer, so a client that floods refused requests gets at most one answer per
 connection per hold. The first refusal of each wait is answered at once, and a client that
-waits as told never meets a hold.
+waits as told never meets a hold. Each hold is spread between half and one and a half times the
+setting, so refusals held together (one client's parallel loops) are not answered together,
+which would start them again together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Hashable
 
@@ -28,10 +31,12 @@ class RepeatRefusals:
         hold: float,
         *,
         clock: Callable[[], float] = time.monotonic,
+        spread: Callable[[], float] = lambda: random.uniform(0.5, 1.5),
         max_entries: int = MAX_ENTRIES,
     ) -> None:
         self.hold = hold
         self._clock = clock
+        self._spread = spread
         self._max_entries = max_entries
         self._refused_until: dict[Hashable, float] = {}
 
@@ -40,7 +45,7 @@ class RepeatRefusals:
         now = self._clock()
         until = self._refused_until.get(buckets)
         if until is not None and now < until:
-            return self.hold
+            return self.hold * self._spread()
         if until is None and len(self._refused_until) >= self._max_entries:
             del self._refused_until[next(iter(self._refused_until))]
         self._refused_until[buckets] = now + wait

@@ -18,12 +18,12 @@ class Clock:
 
 
 def test_the_first_refusal_of_a_wait_is_answered_at_once() -> None:
-    assert RepeatRefusals(1.0, clock=Clock()).hold_for(BUCKETS, 5.0) == 0.0
+    assert RepeatRefusals(1.0, clock=Clock(), spread=lambda: 1.0).hold_for(BUCKETS, 5.0) == 0.0
 
 
 def test_a_refusal_before_the_wait_has_passed_is_held() -> None:
     clock = Clock()
-    repeats = RepeatRefusals(1.0, clock=clock)
+    repeats = RepeatRefusals(1.0, clock=clock, spread=lambda: 1.0)
     repeats.hold_for(BUCKETS, 5.0)
     clock.now += 4.9
     assert repeats.hold_for(BUCKETS, 0.1) == 1.0
@@ -31,30 +31,37 @@ def test_a_refusal_before_the_wait_has_passed_is_held() -> None:
 
 def test_a_client_that_waited_as_told_is_answered_at_once() -> None:
     clock = Clock()
-    repeats = RepeatRefusals(1.0, clock=clock)
+    repeats = RepeatRefusals(1.0, clock=clock, spread=lambda: 1.0)
     repeats.hold_for(BUCKETS, 5.0)
     clock.now += 5.0
     assert repeats.hold_for(BUCKETS, 5.0) == 0.0
 
 
 def test_each_set_of_buckets_has_its_own_wait() -> None:
-    repeats = RepeatRefusals(1.0, clock=Clock())
+    repeats = RepeatRefusals(1.0, clock=Clock(), spread=lambda: 1.0)
     repeats.hold_for(BUCKETS, 5.0)
     assert repeats.hold_for(("ip:198.51.100.1:requests",), 5.0) == 0.0
 
 
 def test_a_hold_of_zero_answers_every_repeat_at_once() -> None:
-    repeats = RepeatRefusals(0.0, clock=Clock())
+    repeats = RepeatRefusals(0.0, clock=Clock(), spread=lambda: 1.0)
     repeats.hold_for(BUCKETS, 5.0)
     assert repeats.hold_for(BUCKETS, 5.0) == 0.0
 
 
 def test_the_oldest_wait_is_forgotten_first_beyond_the_bound() -> None:
-    repeats = RepeatRefusals(1.0, clock=Clock(), max_entries=2)
+    repeats = RepeatRefusals(1.0, clock=Clock(), spread=lambda: 1.0, max_entries=2)
     for name in ("a", "b", "c"):
         repeats.hold_for((name,), 5.0)
     assert repeats.hold_for(("a",), 5.0) == 0.0  # forgotten: a first refusal again
     assert repeats.hold_for(("c",), 5.0) == 1.0
+
+
+def test_holds_are_spread_so_parallel_repeats_come_back_apart() -> None:
+    clock, spreads = Clock(), iter([0.5, 1.5])
+    repeats = RepeatRefusals(1.0, clock=clock, spread=lambda: next(spreads))
+    repeats.hold_for(BUCKETS, 5.0)
+    assert [repeats.hold_for(BUCKETS, 5.0) for _ in range(2)] == [0.5, 1.5]
 
 
 async def test_answers_beyond_the_limit_are_not_held() -> None:
