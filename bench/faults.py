@@ -284,6 +284,15 @@ def run_faults(rig: Rig, seconds: float, rate: float) -> None:
     print("\n".join(notes))
 
 
+def shipped_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the gateway serves on (`python -m gateway serve`): uvloop when importable."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional, as in the gateway
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
@@ -301,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     redis = RedisServer()
     redis.start()
     try:
-        with BackgroundLoop() as loop:
+        with BackgroundLoop(shipped_loop) as loop:
             upstream = FakeUpstream({MODEL: NATIVE_DIMS})
             loop.run(upstream.start(HOST))
             rig = Rig(loop, upstream, redis, args.seed)

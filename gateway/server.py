@@ -85,6 +85,7 @@ class GatewayRunner(web.AppRunner):
         if server is not None:
             kwargs.setdefault("keepalive_timeout", server.header_timeout)
         kwargs.setdefault("lingering_time", 1.0)
+        kwargs.setdefault("access_log", None)  # the gateway writes its own (accesslog.py)
         super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
@@ -99,9 +100,7 @@ class GatewayRunner(web.AppRunner):
 
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
     """Serve until SIGTERM/SIGINT (which raise GracefulExit out of the loop), then clean up."""
-    runner = GatewayRunner(
-        app, handle_signals=True, shutdown_timeout=shutdown_timeout, access_log=None
-    )
+    runner = GatewayRunner(app, handle_signals=True, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, reuse_port=True).start()

@@ -10,7 +10,7 @@ import asyncio
 import sys
 import threading
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -45,8 +45,10 @@ async def start_app_here(
 class BackgroundLoop:
     """A daemon thread running its own event loop, with aiohttp apps served on it."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(
+        self, new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    ) -> None:
+        self.loop = new_loop()
         self._runners: dict[int, web.AppRunner] = {}
         self._thread = threading.Thread(
             target=self._run_forever, name="background-loop", daemon=True
