@@ -229,6 +229,7 @@ def body_reader(server: ServerSettings) -> BodyReader:
         min_rate=server.min_body_rate,
         grace=server.body_grace,
         timeout=server.body_timeout,
+        max_rate=server.max_body_rate,
     )
 
 

@@ -117,13 +117,23 @@ class OffLoop:
 
 class BodyReader:
     """Reads a request body, cutting it off (408) as soon as it falls behind `min_rate` bytes/s
-    after a `grace` period, and at `timeout` in any case."""
+    after a `grace` period, and at `timeout` in any case; and no faster than `max_rate` bytes/s
+    (0: as fast as it comes): 31 MB over loopback took the event loop for 40 ms at a time."""
 
-    def __init__(self, *, max_bytes: int, min_rate: float, grace: float, timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        min_rate: float,
+        grace: float,
+        timeout: float,
+        max_rate: float = 0.0,
+    ) -> None:
         self.max_bytes = max_bytes
         self.min_rate = min_rate
         self.grace = grace
         self.timeout = timeout
+        self.max_rate = max_rate
 
     async def read(self, request: web.Request) -> bytes | bytearray:
         if request.content_length is not None and request.content_length > self.max_bytes:
@@ -142,7 +152,8 @@ class BodyReader:
         return await self._read_paced(request, write)
 
     async def _read_paced(self, request: web.Request, write: Callable[[bytes], object]) -> int:
-        started, size = asyncio.get_running_loop().time(), 0
+        loop = asyncio.get_running_loop()
+        started, size = loop.time(), 0
         while True:
             chunk = await self._next_chunk(request, started, size)
             if not chunk:
@@ -151,6 +162,8 @@ class BodyReader:
             if size > self.max_bytes:
                 raise PayloadTooLarge("The request body is too large.")
             write(chunk)
+            if self.max_rate > 0 and (ahead := started + size / self.max_rate - loop.time()) > 0:
+                await asyncio.sleep(ahead)  # the rest waits in TCP's flow control meanwhile
 
     async def _next_chunk(self, request: web.Request, started: float, size: int) -> bytes:
         """Waits until the body would fall behind the minimum rate, or the overall timeout."""

@@ -247,6 +247,19 @@ def test_one_tenants_large_bodies_are_read_one_after_another(loop: BackgroundLoo
         stack.close()
 
 
+def test_a_body_is_read_no_faster_than_the_maximum_rate(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, server={"max_body_rate": 2_000_000})
+    body = b'{"model":"text-embedding-3-small","input":"' + b"word " * 240_000 + b'"}'
+    try:
+        started = time.perf_counter()
+        response = post(stack, VICTIM, body)
+        took = time.perf_counter() - started
+        assert response.status_code == 400  # read whole: too long for the model
+        assert took >= len(body) / 2_000_000 - 0.05  # 1.2 MB at 2 MB/s
+    finally:
+        stack.close()
+
+
 def test_without_redis_workers_split_every_limit() -> None:
     raw: dict[str, Any] = {
         "limits": {"per_ip": {"requests_per_second": 5, "requests_burst": 5}},
