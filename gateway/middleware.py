@@ -78,6 +78,8 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
         return _refusal(request, exc)
     except web.HTTPException as exc:
         return _refusal(request, _from_http_exception(exc))
+    except ConnectionResetError:  # the client went away mid-request: aiohttp drops it quietly
+        raise
     except Exception as exc:  # the last line of defence: a 500 envelope, never a trace
         log.error("unhandled %s in %s %s", type(exc).__name__, request.method, request.path)
         return error_response(

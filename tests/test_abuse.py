@@ -260,6 +260,21 @@ def test_a_body_is_read_no_faster_than_the_maximum_rate(loop: BackgroundLoop) ->
         stack.close()
 
 
+def test_a_client_that_leaves_mid_body_is_no_server_error(
+    loop: BackgroundLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = gateway(loop)
+    try:
+        with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+            sock.sendall(head(VICTIM, 100_000) + b'{"model":')
+            time.sleep(0.2)  # the handler is reading the body
+        time.sleep(0.3)  # the gateway meets the reset
+        assert post(stack, VICTIM).status_code == 200
+        assert not [r for r in caplog.records if "unhandled" in r.getMessage()]
+    finally:
+        stack.close()
+
+
 def test_without_redis_workers_split_every_limit() -> None:
     raw: dict[str, Any] = {
         "limits": {"per_ip": {"requests_per_second": 5, "requests_burst": 5}},
