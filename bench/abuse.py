@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,14 +32,34 @@ import numpy as np
 import orjson
 import redis
 
-from bench.faults import HOST, MODEL, Planned, Rig, Tally, error_message, gateway_raw, plan
+from bench.faults import (
+    HOST,
+    MODEL,
+    NATIVE_DIMS,
+    Planned,
+    Rig,
+    Tally,
+    error_message,
+    gateway_raw,
+    plan,
+)
 from bench.faults import wrong_vectors as wrong_in
 from gateway.app import build_app
 from gateway.settings import hash_key, parse
+from tests.support.background import BackgroundLoop
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.redis_server import RedisServer
 
 ATTACKER, VICTIM, INTERNAL = "sk-bench-attacker", "sk-bench-victim", "bench-internal-token"
 ATTACKER_IP, VICTIM_IP = "203.0.113.66", "192.0.2.10"
 Attack = Callable[[str, float, collections.Counter[str]], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseRig:
+    loop: BackgroundLoop
+    redis: RedisServer
+    upstream_url: str
 
 
 @dataclass
@@ -47,8 +69,8 @@ class Outcome:
     extra: str = ""
 
 
-def abuse_settings(rig: Rig, limits: dict[str, Any] | None) -> Any:
-    raw = gateway_raw(rig.upstream.base_url, rig.redis.url)
+def abuse_settings(rig: AbuseRig, limits: dict[str, Any] | None) -> Any:
+    raw = gateway_raw(rig.upstream_url, rig.redis.url)
     attacker: dict[str, Any] = {"name": "attacker", "sha256": hash_key(ATTACKER)}
     if limits:
         attacker["limits"] = limits
@@ -306,7 +328,7 @@ async def _drive(
 
 
 def run_phase(
-    rig: Rig, phase: AbusePhase, seconds: float, rate: float, pool: ProcessPoolExecutor
+    rig: AbuseRig, phase: AbusePhase, seconds: float, rate: float, pool: ProcessPoolExecutor
 ) -> tuple[Outcome, int]:
     """The phase on a fresh gateway: its outcome and the peak RSS growth in bytes."""
     port = rig.loop.start_app(build_app(abuse_settings(rig, phase.limits)))
@@ -340,7 +362,7 @@ ABUSE_HEADER = (
 )
 
 
-def stall_phase(rig: Rig, seconds: float, rate: float) -> str:
+def stall_phase(rig: AbuseRig, seconds: float, rate: float) -> str:
     """Redis SIGSTOPped for the middle third: the victim's p50 inside and outside it."""
     port = rig.loop.start_app(build_app(abuse_settings(rig, None)))
     url, timeline = f"http://{HOST}:{port}/v1/embeddings", Timeline()
@@ -367,7 +389,7 @@ def stall_phase(rig: Rig, seconds: float, rate: float) -> str:
     )
 
 
-def evict_phase(rig: Rig, seconds: float, rate: float) -> str:
+def evict_phase(rig: AbuseRig, seconds: float, rate: float) -> str:
     """Redis at maxmemory 4 MB (volatile-lru) under many new vectors: usage rows must hold."""
     admin = redis.Redis.from_url(rig.redis.url)
     admin.flushall()  # usage rows of earlier phases would count too
@@ -411,8 +433,42 @@ def _usage_requests(url: str, key: str) -> str:
     return f"{counted} (partial)" if body.get("partial") else str(counted)
 
 
+def _serve_upstream(ready: Connection) -> None:
+    """In a process of its own, as remote from the gateway as a provider is: the fake upstream.
+    (On the gateway's event loop, each of the victim's misses waited behind the attack twice.)"""
+
+    async def serve() -> None:
+        upstream = FakeUpstream({MODEL: NATIVE_DIMS})
+        ready.send(await upstream.start(HOST))
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+@contextlib.contextmanager
+def upstream_process() -> Iterator[str]:
+    """The fake upstream's base URL while its process runs."""
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_upstream, args=(child,), daemon=True
+    )
+    process.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("the fake upstream did not start")
+        yield str(parent.recv())
+    finally:
+        process.terminate()
+        process.join(5)
+
+
 def run_all(rig: Rig, seconds: float, rate: float, only: str = "") -> None:
     """Every phase, or those named in `only` (comma-separated)."""
+    with upstream_process() as upstream_url:
+        _run_all(AbuseRig(rig.loop, rig.redis, upstream_url), seconds, rate, only)
+
+
+def _run_all(rig: AbuseRig, seconds: float, rate: float, only: str) -> None:
     chosen = set(only.split(",")) if only else None
     print(f"\nabuse: the victim sends {rate:g} req/s for {seconds:g} s per phase")
     print(ABUSE_HEADER, flush=True)
