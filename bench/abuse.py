@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.managers import SyncManager
+from threading import Event
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,6 +62,8 @@ class AbuseRig:
     loop: BackgroundLoop
     redis: RedisServer
     upstream_url: str
+    pool: ProcessPoolExecutor  # the victim's and the attacker's processes
+    manager: SyncManager  # for the event that starts both clocks
 
 
 @dataclass
@@ -112,10 +116,22 @@ async def victim_send(
 
 
 async def victim(
-    url: str, phase: str, seconds: float, rate: float, *, new: int = 0, timeline: Timeline
+    url: str,
+    phase: str,
+    seconds: float,
+    rate: float,
+    *,
+    new: int = 0,
+    timeline: Timeline,
+    warmed: Callable[[], object] | None = None,
 ) -> Tally:
+    """`warmed`: called after one unmeasured request on the victim's own connection (the
+    attack starts then), so no phase's figures include opening it."""
     tally = Tally()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        if warmed is not None:
+            await victim_send(session, url, plan(f"{phase} warm-up", 0), Tally(), Timeline())
+            warmed()
         start, pending = time.perf_counter(), []
         for index in range(int(seconds * rate)):
             await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
@@ -294,17 +310,23 @@ PHASES = [
 ]
 
 
-def attack_process(name: str, url: str, seconds: float) -> dict[str, int]:
-    """One attack, in a process of its own: its CPU never shares the gateway's GIL."""
+def attack_process(name: str, url: str, seconds: float, go: Event) -> dict[str, int]:
+    """One attack, in a process of its own: its CPU never shares the gateway's GIL. It starts
+    when the victim's clock does (`go`)."""
+    if not go.wait(60):
+        raise RuntimeError("the victim never started")
     seen: collections.Counter[str] = collections.Counter()
     asyncio.run(ATTACKS[name](url, time.perf_counter() + seconds, seen))
     return dict(seen)
 
 
-def victim_process(url: str, phase: AbusePhase, seconds: float, rate: float) -> Tally:
+def victim_process(url: str, phase: AbusePhase, seconds: float, rate: float, go: Event) -> Tally:
     """The victim, in a process of its own: its latencies are the gateway's, not time spent
     waiting for the interpreter lock of the process the gateway runs in."""
-    return asyncio.run(victim(url, phase.name, seconds, rate, new=phase.new, timeline=Timeline()))
+    measured = victim(
+        url, phase.name, seconds, rate, new=phase.new, timeline=Timeline(), warmed=go.set
+    )
+    return asyncio.run(measured)
 
 
 def ready() -> bool:
@@ -312,30 +334,29 @@ def ready() -> bool:
 
 
 async def _drive(
-    url: str, phase: AbusePhase, seconds: float, rate: float, pool: ProcessPoolExecutor
+    url: str, phase: AbusePhase, seconds: float, rate: float, rig: AbuseRig
 ) -> Outcome:
     outcome = Outcome(Tally())
-    loop = asyncio.get_running_loop()
+    loop, go = asyncio.get_running_loop(), rig.manager.Event()
     jobs: list[Awaitable[Any]] = [
-        loop.run_in_executor(pool, victim_process, url, phase, seconds, rate)
+        loop.run_in_executor(rig.pool, victim_process, url, phase, seconds, rate, go)
     ]
     if phase.attack:
-        jobs.append(loop.run_in_executor(pool, attack_process, phase.attack, url, seconds))
+        attacking = loop.run_in_executor(rig.pool, attack_process, phase.attack, url, seconds, go)
+        jobs.append(attacking)
     results = await asyncio.gather(*jobs)
     outcome.victim = results[0]
     outcome.attacker.update(results[1] if phase.attack else {})
     return outcome
 
 
-def run_phase(
-    rig: AbuseRig, phase: AbusePhase, seconds: float, rate: float, pool: ProcessPoolExecutor
-) -> tuple[Outcome, int]:
+def run_phase(rig: AbuseRig, phase: AbusePhase, seconds: float, rate: float) -> tuple[Outcome, int]:
     """The phase on a fresh gateway: its outcome and the peak RSS growth in bytes."""
     port = rig.loop.start_app(build_app(abuse_settings(rig, phase.limits)))
     url = f"http://{HOST}:{port}/v1/embeddings"
     try:
         with PeakRss() as rss:
-            outcome = asyncio.run(_drive(url, phase, seconds, rate, pool))
+            outcome = asyncio.run(_drive(url, phase, seconds, rate, rig))
     finally:
         rig.loop.stop_app(port)
     return outcome, rss.peak - rss.start
@@ -464,8 +485,15 @@ def upstream_process() -> Iterator[str]:
 
 def run_all(rig: Rig, seconds: float, rate: float, only: str = "") -> None:
     """Every phase, or those named in `only` (comma-separated)."""
-    with upstream_process() as upstream_url:
-        _run_all(AbuseRig(rig.loop, rig.redis, upstream_url), seconds, rate, only)
+    spawn = multiprocessing.get_context("spawn")
+    with (
+        upstream_process() as upstream_url,
+        spawn.Manager() as manager,
+        ProcessPoolExecutor(2, mp_context=spawn) as pool,
+    ):
+        for started in [pool.submit(ready), pool.submit(ready)]:
+            started.result()  # both started before the first phase's clock runs
+        _run_all(AbuseRig(rig.loop, rig.redis, upstream_url, pool, manager), seconds, rate, only)
 
 
 def _run_all(rig: AbuseRig, seconds: float, rate: float, only: str) -> None:
@@ -473,15 +501,12 @@ def _run_all(rig: AbuseRig, seconds: float, rate: float, only: str) -> None:
     print(f"\nabuse: the victim sends {rate:g} req/s for {seconds:g} s per phase")
     print(ABUSE_HEADER, flush=True)
     notes = []
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for started in [pool.submit(ready), pool.submit(ready)]:
-            started.result()  # both started before the first phase's clock runs
-        for phase in PHASES:
-            if chosen is not None and phase.name not in chosen:
-                continue
-            outcome, rss = run_phase(rig, phase, seconds, rate, pool)
-            print(abuse_row(phase, outcome, rss), flush=True)
-            notes += [f"  {phase.name} victim {s}: {m}" for s, m in outcome.victim.messages.items()]
+    for phase in PHASES:
+        if chosen is not None and phase.name not in chosen:
+            continue
+        outcome, rss = run_phase(rig, phase, seconds, rate)
+        print(abuse_row(phase, outcome, rss), flush=True)
+        notes += [f"  {phase.name} victim {s}: {m}" for s, m in outcome.victim.messages.items()]
     if chosen is None or "stall" in chosen:
         print(stall_phase(rig, seconds, rate), flush=True)
     if chosen is None or "evict" in chosen:
