@@ -50,6 +50,8 @@ class EnvelopeRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        if isinstance(exc, ConnectionError):  # the client left: nobody will read an answer
+            return web.Response(status=499)
         log.info("HTTP-level error %d (%s)", status, type(exc).__name__ if exc else "-")
         if request.writer.output_size > 0:  # a response has begun: nothing more can be said
             raise ConnectionError("response already started")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.errors import InvalidRequest
 from tests.support.stack import Stack, own_stack
 
 SMALL = "text-embedding-3-small"
@@ -285,3 +287,12 @@ def test_exactly_2048_inputs_are_accepted(gateway: Stack) -> None:
 def test_unknown_extra_keys_are_ignored(gateway: Stack) -> None:
     body = {"model": SMALL, "input": "x", "something_else": {"nested": True}}
     assert httpx.post(f"{gateway.base_url}/embeddings", json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "message", ['quote " and \\ back', "controls \x00\x1f\x7f\t\n\r\b\f", "é 中文 😀 \u2028"]
+)
+def test_error_bodies_are_pretty_printed_as_openai_prints_them(message: str) -> None:
+    error = InvalidRequest(message, param="input", code="x")
+    pretty = json.dumps(error.envelope(), indent=2, ensure_ascii=False) + "\n"
+    assert error.body() == pretty.encode()
