@@ -22,7 +22,7 @@ import tiktoken
 from gateway.auth import client_ip, forwarded_for, parse_networks
 from gateway.canonical import MAX_TOKEN_BYTES, check_text_lengths
 from gateway.errors import InvalidRequest, RateLimited
-from gateway.fairshare import InFlight, OffLoop, share_of
+from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
 from gateway.quota import per_worker
 from gateway.settings import Settings, hash_key, parse
 from tests.support.background import BackgroundLoop
@@ -256,9 +256,15 @@ def test_a_body_is_read_no_faster_than_the_maximum_rate(loop: BackgroundLoop) ->
         response = post(stack, VICTIM, body)
         took = time.perf_counter() - started
         assert response.status_code == 400  # read whole: too long for the model
-        assert took >= len(body) / 2_000_000 - 0.05  # 1.2 MB at 2 MB/s
+        assert took >= len(body) / 2_000_000 - 0.125 - 0.05  # 1.2 MB at 2 MB/s, after 250 KB
     finally:
         stack.close()
+
+
+def test_a_body_of_a_few_megabytes_is_never_slowed_by_the_maximum_rate() -> None:
+    reader = BodyReader(max_bytes=2**30, min_rate=0, grace=0, timeout=60, max_rate=8_000_000)
+    assert reader.due(10.0, 1_000_000) == 10.0  # an eighth of a second's worth: at once
+    assert reader.due(10.0, 9_000_000) == 11.0  # the rest at 8 MB/s
 
 
 def test_a_client_that_leaves_mid_body_is_no_server_error(
