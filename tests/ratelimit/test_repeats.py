@@ -21,20 +21,21 @@ def test_the_first_refusal_of_a_wait_is_answered_at_once() -> None:
     assert RepeatRefusals(1.0, clock=Clock(), spread=lambda: 1.0).hold_for(BUCKETS, 5.0) == 0.0
 
 
-def test_a_refusal_before_the_wait_has_passed_is_held() -> None:
+def refused_again_after(seconds: float) -> float:
+    """The hold of a second refusal `seconds` after a first that had to wait 5 s."""
     clock = Clock()
     repeats = RepeatRefusals(1.0, clock=clock, spread=lambda: 1.0)
     repeats.hold_for(BUCKETS, 5.0)
-    clock.now += 4.9
-    assert repeats.hold_for(BUCKETS, 0.1) == 1.0
+    clock.now += seconds
+    return repeats.hold_for(BUCKETS, 5.0)
+
+
+def test_a_refusal_before_the_wait_has_passed_is_held() -> None:
+    assert refused_again_after(4.9) == 1.0
 
 
 def test_a_client_that_waited_as_told_is_answered_at_once() -> None:
-    clock = Clock()
-    repeats = RepeatRefusals(1.0, clock=clock, spread=lambda: 1.0)
-    repeats.hold_for(BUCKETS, 5.0)
-    clock.now += 5.0
-    assert repeats.hold_for(BUCKETS, 5.0) == 0.0
+    assert refused_again_after(5.0) == 0.0
 
 
 def test_each_set_of_buckets_has_its_own_wait() -> None:
