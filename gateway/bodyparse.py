@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, TypeGuard
 
 import numpy as np
@@ -46,7 +45,23 @@ INVALID_ITEM: list[Any] = [None]
 # the invalid list with the message it would give for the whole body.
 VALID_ITEM = np.zeros(1, "<u4")
 EMPTY = np.zeros(0, "<u4")
-SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir()
+SHARED_MEMORY = "/dev/shm"
+# Room /dev/shm must have to be chosen: containers often give it 64 MB, which two bodies fill.
+SHARED_MEMORY_AT_LEAST = 1 << 30
+
+
+def scratch_folder() -> str:
+    """/dev/shm where it is big enough, else the temporary folder (its page cache: a file
+    unlinked within a second is rarely written to disk)."""
+    try:
+        room = os.statvfs(SHARED_MEMORY)
+    except OSError:
+        return tempfile.gettempdir()
+    big = room.f_blocks * room.f_frsize >= SHARED_MEMORY_AT_LEAST
+    return SHARED_MEMORY if big else tempfile.gettempdir()
+
+
+SCRATCH = scratch_folder()
 Light = dict[str, Any] | list[Any] | None  # what `lighten` hands back
 Write = Callable[[bytes | bytearray], object]
 # Hands a body to `write` chunk by chunk as it arrives (BodyReader.read_into).
@@ -111,13 +126,21 @@ def _rows_from(path: str, light: Light) -> Light:
     return light
 
 
-def _writer(scratch: BinaryIO) -> Write:
-    """Writes all of each chunk (an unbuffered file may write less than it was given)."""
+def scratch_writer(scratch: BinaryIO) -> Write:
+    """Writes all of each chunk (an unbuffered file may write less than it was given); a full
+    scratch folder is a 503 to retry, logged."""
 
     def write(chunk: bytes | bytearray) -> None:
         view = memoryview(chunk)
-        while view:
-            view = view[scratch.write(view) or 0 :]
+        try:
+            while view:
+                view = view[scratch.write(view) or 0 :]
+        except OSError as exc:
+            log.warning("the scratch folder %s refused a body: %s", SCRATCH, exc.strerror)
+            raise ServiceUnavailable(
+                "The request could not be parsed just now; please retry.",
+                headers={"retry-after": "1"},
+            ) from None
 
     return write
 
@@ -203,7 +226,7 @@ class ParsePool:
         fd, path = tempfile.mkstemp(prefix="gateway-body-", dir=SCRATCH)
         try:
             with open(fd, "wb", buffering=0) as scratch:
-                await upload(_writer(scratch))
+                await upload(scratch_writer(scratch))
             light = await self._in_pool(pool, path)
             return _rows_from(path, light)
         finally:  # even when cancelled mid-write: the open file lives on unnamed until closed
@@ -215,6 +238,12 @@ class ParsePool:
         replaced on the next body, and this one gets a 503 to retry."""
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, lighten_file, path)
+        except OSError as exc:  # writing the token lists back: the scratch folder is full
+            log.warning("the scratch folder %s refused token lists: %s", SCRATCH, exc.strerror)
+            raise ServiceUnavailable(
+                "The request could not be parsed just now; please retry.",
+                headers={"retry-after": "1"},
+            ) from None
         except BrokenProcessPool:
             log.warning("a body-parsing process died; starting a new one")
             if self._pool is pool:

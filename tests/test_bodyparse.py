@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import Iterator
 
 import httpx
 import orjson
 import pytest
 
-from gateway.bodyparse import SCRATCH, ParsePool, lighten
+from gateway.bodyparse import (
+    SCRATCH,
+    SHARED_MEMORY_AT_LEAST,
+    ParsePool,
+    lighten,
+    scratch_folder,
+    scratch_writer,
+)
 from gateway.catalog import Catalog
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.protocol import (
     EmbeddingRequest,
     TokenRows,
@@ -124,6 +132,18 @@ def test_the_pool_process_leaves_no_scratch_file_behind() -> None:
     assert isinstance(light, dict)
     assert light["input"].lengths.tolist() == [100] * 50
     assert scratch_files() == before
+
+
+def test_a_full_scratch_folder_is_a_503_to_retry() -> None:
+    full = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 - every write: no space left
+    with full, pytest.raises(ServiceUnavailable):
+        scratch_writer(full)(b'{"model":"m","input":[5,6]}')
+
+
+def test_the_scratch_folder_is_shared_memory_where_it_is_big_enough() -> None:
+    room = os.statvfs("/dev/shm")
+    big = room.f_blocks * room.f_frsize >= SHARED_MEMORY_AT_LEAST
+    assert scratch_folder() == ("/dev/shm" if big else tempfile.gettempdir())
 
 
 def test_a_parse_process_that_died_is_replaced() -> None:
