@@ -19,8 +19,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 SLOW_BODY = "The request body arrived too slowly."
-RATE_BURST_SECONDS = 0.125  # of max_rate that arrives without waiting
 LATE_BODY = "The request body did not arrive in time."
+RATE_BURST_SECONDS = 0.125  # of max_rate that arrives without waiting
 
 
 def share_of(limit: int, setting: int, fraction: float = 0.25) -> int:
