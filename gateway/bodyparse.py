@@ -63,12 +63,12 @@ def scratch_folder() -> str:
 
 SCRATCH = scratch_folder()
 Light = dict[str, Any] | list[Any] | None  # what `lighten` hands back
-Write = Callable[[bytes | bytearray], object]
+Write = Callable[[bytes], object]
 # Hands a body to `write` chunk by chunk as it arrives (BodyReader.read_into).
 Upload = Callable[[Write], Awaitable[int]]
 
 
-def lighten(body: bytes | bytearray) -> Light:
+def lighten(body: bytes) -> Light:
     """In the pool process: the body's known fields, valid token lists as `TokenRows`; None if
     the body is not JSON, an empty list if it is JSON but not an object (validation refuses
     both). Invalid token lists come back as just enough to fail validation with the message
@@ -130,7 +130,7 @@ def scratch_writer(scratch: BinaryIO) -> Write:
     """Writes all of each chunk (an unbuffered file may write less than it was given); a full
     scratch folder is a 503 to retry, logged."""
 
-    def write(chunk: bytes | bytearray) -> None:
+    def write(chunk: bytes) -> None:
         view = memoryview(chunk)
         try:
             while view:
@@ -212,7 +212,7 @@ class ParsePool:
     def enabled(self) -> bool:
         return self.processes > 0
 
-    async def parse(self, body: bytes | bytearray) -> Light:
+    async def parse(self, body: bytes) -> Light:
         """A body already read, written out on a thread."""
 
         async def upload(write: Write) -> int:

@@ -90,7 +90,7 @@ class OffLoop:
         """`work` on a thread, for a caller that holds its tenant's turn."""
         return await asyncio.to_thread(work, *args, **kw)
 
-    async def parse_elsewhere(self, body: bytes | bytearray) -> Any:
+    async def parse_elsewhere(self, body: bytes) -> Any:
         """The body parsed in a pool process (see `gateway.bodyparse`), for `protocol`, for a
         caller that holds its tenant's turn."""
         return await self.parser.parse(body)
@@ -137,7 +137,7 @@ class BodyReader:
         self.timeout = timeout
         self.max_rate = max_rate
 
-    async def read(self, request: web.Request) -> bytes | bytearray:
+    async def read(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_bytes:
             raise PayloadTooLarge("The request body is too large.")
         if request.content.is_eof():  # already all here: no timer needed

@@ -157,13 +157,13 @@ class Handlers:
                 return protocol.embedding_request(data, self.catalog)
             return await self._parse_large(await self.body_reader.read(request))
 
-    async def _parse(self, caller: Caller, body: bytes | bytearray) -> protocol.EmbeddingRequest:
+    async def _parse(self, caller: Caller, body: bytes) -> protocol.EmbeddingRequest:
         if len(body) < OFF_LOOP_BYTES:
             return protocol.parse_embedding_request(body, self.catalog)
         async with self.offload.turn(caller.principal.key_id):  # it did not say it was large
             return await self._parse_large(body)
 
-    async def _parse_large(self, body: bytes | bytearray) -> protocol.EmbeddingRequest:
+    async def _parse_large(self, body: bytes) -> protocol.EmbeddingRequest:
         if len(body) >= OUT_OF_PROCESS_BYTES and self.offload.parser.enabled:
             data = await self.offload.parse_elsewhere(body)
             return protocol.embedding_request(data, self.catalog)

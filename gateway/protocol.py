@@ -60,7 +60,7 @@ class EmbeddingRequest:
         return self.dimensions or self.model.dimensions
 
 
-def parse_embedding_request(body: bytes | bytearray, catalog: Catalog) -> EmbeddingRequest:
+def parse_embedding_request(body: bytes, catalog: Catalog) -> EmbeddingRequest:
     return embedding_request(_json(body), catalog)
 
 
@@ -82,7 +82,7 @@ def embedding_request(data: Any, catalog: Catalog) -> EmbeddingRequest:
     )
 
 
-def _json(body: bytes | bytearray) -> Any:
+def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
