@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
@@ -21,6 +22,11 @@ T = TypeVar("T")
 SLOW_BODY = "The request body arrived too slowly."
 LATE_BODY = "The request body did not arrive in time."
 RATE_BURST_SECONDS = 0.125  # of max_rate that arrives without waiting
+GRACE_SPREAD = 0.5  # each body's grace is 1 to 1.5 times the setting
+
+
+def spread_grace() -> float:
+    return random.uniform(1.0, 1.0 + GRACE_SPREAD)
 
 
 def share_of(limit: int, setting: int, fraction: float = 0.25) -> int:
@@ -120,7 +126,11 @@ class BodyReader:
     """Reads a request body, cutting it off (408) as soon as it falls behind `min_rate` bytes/s
     after a `grace` period, and at `timeout` in any case; and, beyond its first eighth of a
     second's worth, no faster than `max_rate` bytes/s (0: as fast as it comes): 31 MB over
-    loopback took the event loop for 40 ms at a time."""
+    loopback took the event loop for 40 ms at a time.
+
+    Each body's grace is stretched by a random factor (`spread`): a hundred slow bodies opened
+    at once (or paced by their sender to fall behind together) would otherwise all be cut off
+    in the same event-loop turn, and every other request would wait behind a hundred 408s."""
 
     def __init__(
         self,
@@ -130,12 +140,14 @@ class BodyReader:
         grace: float,
         timeout: float,
         max_rate: float = 0.0,
+        spread: Callable[[], float] = spread_grace,
     ) -> None:
         self.max_bytes = max_bytes
         self.min_rate = min_rate
         self.grace = grace
         self.timeout = timeout
         self.max_rate = max_rate
+        self._spread = spread
 
     async def read(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_bytes:
@@ -155,9 +167,9 @@ class BodyReader:
 
     async def _read_paced(self, request: web.Request, write: Callable[[bytes], object]) -> int:
         loop = asyncio.get_running_loop()
-        started, size = loop.time(), 0
+        started, size, grace = loop.time(), 0, self.grace * self._spread()
         while True:
-            chunk = await self._next_chunk(request, started, size)
+            chunk = await self._next_chunk(request, started, grace, size)
             if not chunk:
                 return size
             size += len(chunk)
@@ -174,13 +186,21 @@ class BodyReader:
             return started
         return started + max(0.0, size / self.max_rate - RATE_BURST_SECONDS)
 
-    async def _next_chunk(self, request: web.Request, started: float, size: int) -> bytes:
+    def cutoff(self, started: float, grace: float, size: int) -> tuple[float, str]:
+        """When a body that has sent `size` bytes is cut off, and why."""
+        late = started + self.timeout
+        if self.min_rate <= 0:
+            return late, LATE_BODY
+        paced = started + grace + size / self.min_rate
+        return (paced, SLOW_BODY) if paced < late else (late, LATE_BODY)
+
+    async def _next_chunk(
+        self, request: web.Request, started: float, grace: float, size: int
+    ) -> bytes:
         """Waits until the body would fall behind the minimum rate, or the overall timeout."""
-        paced = started + self.grace + size / self.min_rate if self.min_rate > 0 else float("inf")
-        deadline = min(paced, started + self.timeout)
+        deadline, message = self.cutoff(started, grace, size)
         try:
             async with asyncio.timeout_at(deadline):
                 return await request.content.readany()
         except TimeoutError:
-            message = SLOW_BODY if paced < started + self.timeout else LATE_BODY
             raise RequestTimeout(message) from None

@@ -101,6 +101,35 @@ def test_a_body_slower_than_the_minimum_rate_is_cut_off_early(loop: BackgroundLo
         stack.close()
 
 
+def test_slow_bodies_opened_together_are_not_cut_off_together(loop: BackgroundLoop) -> None:
+    stack = gateway(loop, server={"min_body_rate": 1000, "body_grace": 0.4})
+    try:
+        with ExitStack() as held:
+            socks = [
+                held.enter_context(socket.create_connection(("127.0.0.1", stack.port)))
+                for _ in range(20)
+            ]
+            for sock in socks:
+                sock.sendall(head(ATTACKER, 1000) + b"{")
+            cut_off = _answer_times(socks)
+        assert len(cut_off) == 20
+        assert max(cut_off) - min(cut_off) > 0.08  # over 1 to 1.5 times the grace, not at once
+    finally:
+        stack.close()
+
+
+def _answer_times(socks: list[socket.socket]) -> list[float]:
+    """When each socket's answer arrived, within five seconds."""
+    waiting, times, deadline = set(socks), [], time.monotonic() + 5
+    while waiting and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(waiting), [], [], 0.5)
+        for sock in ready:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 408")
+            times.append(time.monotonic())
+            waiting.discard(sock)
+    return times
+
+
 def test_the_key_pays_its_request_before_the_body_is_read(loop: BackgroundLoop) -> None:
     stack = gateway(loop, limits={"per_key": {"requests_per_second": 0.01, "requests_burst": 1}})
     try:
