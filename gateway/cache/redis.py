@@ -14,8 +14,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from gateway.cache import Contents
-from gateway.cache.fastread import FastReader
 from gateway.cache.redis_contents import sample_contents
+from gateway.redispipe import RedisPipe
 from gateway.store import StoreUnavailable
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ class RedisCache:
         client: RedisClient,
         ttl_seconds: int,
         timeout: float,
-        reader: FastReader | None = None,
+        reader: RedisPipe | None = None,
         prefix: str = "gw",
     ) -> None:
         self._client = client
@@ -45,7 +45,7 @@ class RedisCache:
         else:
             self._mget = client.mget
         self._ttl = ttl_seconds
-        self._timeout = timeout  # for ping; FastReader bounds its own reads
+        self._timeout = timeout  # for ping; RedisPipe bounds its own reads
         self._prefix = prefix
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:

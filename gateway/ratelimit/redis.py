@@ -5,10 +5,13 @@ All buckets of one request are checked and charged by a single EVALSHA of
 fails open to per-instance buckets: limits hold per instance instead of globally, and
 requests flow.
 
-The requests that ask in the same turn of the event loop go to Redis together, as one pipeline
-on one connection: a burst of a few hundred new connections costs one round trip, not a few
-hundred (and not a pool grown by a hundred connections). Each script still runs atomically on
-its own; only the round trip is shared. On Redis Cluster each request asks on its own.
+On one plain-TCP Redis every script call is written at once to one pipelined connection
+(`gateway.redispipe`): a burst of a few hundred new connections shares that connection's round
+trips instead of growing a pool by a hundred, and each call costs the event loop one wait, not
+the several of redis-py's pipeline. Elsewhere (TLS) the calls made in the same turn of the
+event loop go to Redis as one redis-py pipeline (`Batches`). Each script still runs
+atomically on its own; only the round trip is shared. On Redis Cluster each request asks on
+its own.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.ratelimit.bucket import BucketRequest, Decision
+from gateway.redispipe import RedisPipe
 from gateway.store import StoreUnavailable
 
 SCRIPT_NAME = "token_bucket.lua"
@@ -74,12 +78,15 @@ class RedisLimiter:
         *,
         prefix: str = "gw:rl:",
         clock: Callable[[], float] | None = None,
+        pipe: RedisPipe | None = None,
     ) -> None:
         self._client = client
         self._script = client.register_script(load_script())
         self._prefix = prefix
         self._clock = clock
-        self._batches = None if isinstance(client, RedisCluster) else Batches(client, self._script)
+        self._pipe = pipe  # closed with the limiter
+        batched = pipe is None and not isinstance(client, RedisCluster)
+        self._batches = Batches(client, self._script) if batched else None
 
     async def acquire(self, requests: Sequence[BucketRequest]) -> list[Decision]:
         if not requests:
@@ -88,16 +95,31 @@ class RedisLimiter:
         keys = [self._prefix + r.key for r in requests]
         args = script_args(requests, now_ms)
         try:
-            if self._batches is None:
-                reply = await self._script(keys=keys, args=args)
-            else:
-                reply = await self._batches.run(keys, args)
+            reply = await self._run(keys, args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         return parse_reply(requests, reply)
 
+    async def _run(self, keys: list[str], args: list[str | float]) -> Any:
+        if self._pipe is not None:
+            return await self._on_pipe(self._pipe, keys, args)
+        if self._batches is not None:
+            return await self._batches.run(keys, args)
+        return await self._script(keys=keys, args=args)
+
+    async def _on_pipe(self, pipe: RedisPipe, keys: list[str], args: list[str | float]) -> Any:
+        """EVALSHA; after Redis lost its scripts (a restart, SCRIPT FLUSH), loaded once more."""
+        command = ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        try:
+            return await pipe.call(*command)
+        except NoScriptError:
+            await pipe.call("SCRIPT", "LOAD", self._script.script)
+            return await pipe.call(*command)
+
     async def close(self) -> None:
-        """Closes nothing it was given: the client belongs to whoever created it."""
+        """Closes its pipe; not the client it was given, which belongs to whoever created it."""
+        if self._pipe is not None:
+            self._pipe.close()
         if self._batches is not None:
             await self._batches.close()
 

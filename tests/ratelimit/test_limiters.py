@@ -25,6 +25,7 @@ from gateway.ratelimit.bucket import ceil_ms
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis import RedisLimiter, load_script, parse_reply, script_args
 from gateway.ratelimit.refusals import RefusalMemo
+from gateway.redispipe import RedisPipe
 from gateway.store import StoreGuard
 from tests.support.backends import make_client
 from tests.support.clock import FakeClock
@@ -321,3 +322,28 @@ async def test_a_caller_that_gave_up_before_the_batch_left_charges_nothing(
     gave_up.cancel()
     assert (await waits).allowed
     assert gave_up.cancelled()
+
+
+async def test_script_calls_on_the_pipe_share_one_connection(redis_server: RedisServer) -> None:
+    client = make_client(redis_server.url)
+    before = int((await client.info("stats"))["total_connections_received"])
+    pipe = RedisPipe(redis_server.url, timeout=1.0)
+    limiter, limit = RedisLimiter(client, pipe=pipe), Limit(rate=1, burst=30)
+    decisions = await asyncio.gather(*(take(limiter, req("pipe", limit)) for _ in range(50)))
+    opened = int((await client.info("stats"))["total_connections_received"]) - before
+    await limiter.close()
+    await client.aclose()
+    assert sum(d.allowed for d in decisions) == 30
+    assert opened <= 2  # the pipe's, and INFO's
+
+
+async def test_the_pipe_loads_the_script_again_after_redis_lost_it(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    pipe = RedisPipe(redis_server.url, timeout=1.0)
+    limiter, limit = RedisLimiter(redis_client, pipe=pipe), Limit(rate=1, burst=2)
+    await take(limiter, req("flushed", limit))
+    await redis_client.script_flush()
+    decisions = await asyncio.gather(*(take(limiter, req("flushed", limit)) for _ in range(2)))
+    await limiter.close()
+    assert [d.allowed for d in decisions] == [True, False]
