@@ -81,12 +81,14 @@ class RedisLimiter:
         pipe: RedisPipe | None = None,
     ) -> None:
         self._client = client
-        self._script = client.register_script(load_script())
+        self._source = load_script()
+        self._script = client.register_script(self._source)
         self._prefix = prefix
         self._clock = clock
         self._pipe = pipe  # closed with the limiter
-        batched = pipe is None and not isinstance(client, RedisCluster)
-        self._batches = Batches(client, self._script) if batched else None
+        self._batches = None
+        if pipe is None and not isinstance(client, RedisCluster):
+            self._batches = Batches(client, self._script)
 
     async def acquire(self, requests: Sequence[BucketRequest]) -> list[Decision]:
         if not requests:
@@ -113,7 +115,7 @@ class RedisLimiter:
         try:
             return await pipe.call(*command)
         except NoScriptError:
-            await pipe.call("SCRIPT", "LOAD", self._script.script)
+            await pipe.call("SCRIPT", "LOAD", self._source)
             return await pipe.call(*command)
 
     async def close(self) -> None:
