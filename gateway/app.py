@@ -18,7 +18,7 @@ from gateway.admin.projects import ProjectRoutes
 from gateway.admin.spend import SpendRoutes
 from gateway.apikeys.admin import KeyAdmin
 from gateway.apikeys.directory import KeyDirectory
-from gateway.auth import KeyRing
+from gateway.auth import KeyRing, parse_networks
 from gateway.background import Background, stop_task
 from gateway.breaker import CircuitBreaker
 from gateway.cache import Cache
@@ -35,6 +35,7 @@ from gateway.heap import startup_objects_frozen
 from gateway.metrics import Metrics, Seed
 from gateway.microbatch import MicroBatchingFetcher
 from gateway.middleware import Admission, request_context
+from gateway.pacing import ClientAddresses, StartPacer
 from gateway.quota import TenantLimits
 from gateway.ratelimit import Limiter
 from gateway.ratelimit.repeats import HeldAnswers
@@ -154,6 +155,7 @@ class Parts:
     limits: TenantLimits
     offload: OffLoop
     spending: Spending
+    addresses: ClientAddresses
 
 
 def build_keys(settings: Settings, backends: Backends, catalog: Catalog, workers: int) -> KeyAdmin:
@@ -212,6 +214,7 @@ def build_parts(settings: Settings, workers: int = 1) -> Parts:
         limits,
         offload,
         spending,
+        ClientAddresses(parse_networks(settings.auth.trusted_proxies)),
     )
 
 
@@ -249,6 +252,7 @@ def build_handlers(parts: Parts) -> Handlers:
         in_flight=fair_share(settings.server),
         offload=parts.offload,
         body_reader=body_reader(settings.server),
+        addresses=parts.addresses,
         cache_ttl=settings.cache.ttl_seconds,
     )
 
@@ -350,7 +354,11 @@ def closing_access_log(access: AccessLog) -> Callable[[web.Application], AsyncIt
 def build_app(settings: Settings, workers: int = 1) -> web.Application:
     """``workers``: how many processes serve this port (their limits split without Redis)."""
     parts = build_parts(settings, workers)
-    admission = Admission(settings.server.max_concurrent_requests)
+    admission = Admission(
+        settings.server.max_concurrent_requests,
+        StartPacer(settings.server.starts_per_turn),
+        parts.addresses,
+    )
     access = AccessLog()
     app = web.Application(
         middlewares=[request_context(parts.metrics, admission, access, HeldAnswers())],

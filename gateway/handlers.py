@@ -18,9 +18,6 @@ from gateway.auth import (
     KeyRing,
     Principal,
     check_model,
-    client_ip,
-    forwarded_for,
-    parse_networks,
     presented_key,
 )
 from gateway.bodyparse import OUT_OF_PROCESS_BYTES
@@ -35,6 +32,7 @@ from gateway.errors import (
 from gateway.fairshare import BodyReader, InFlight, OffLoop
 from gateway.metrics import Metrics
 from gateway.middleware import FACTS
+from gateway.pacing import ClientAddresses
 from gateway.quota import TenantLimits
 from gateway.service import Caller, EmbeddingResult, EmbeddingService
 from gateway.settings import AuthSettings
@@ -73,16 +71,15 @@ class Handlers:
     in_flight: InFlight
     offload: OffLoop
     body_reader: BodyReader
+    addresses: ClientAddresses
     cache_ttl: int = 30 * 24 * 3600  # the most x-gateway-cache-ttl may ask for
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
-        self._trusted = parse_networks(self.auth.trusted_proxies)
         self._internal_token = self.auth.internal_token.encode()
 
     def _ip(self, request: web.Request) -> str:
-        lines = request.headers.getall("X-Forwarded-For", [])
-        return client_ip(request.remote, forwarded_for(lines), self._trusted)
+        return self.addresses.of(request)
 
     def _caller(self, request: web.Request, ip: str | None = None) -> Caller:
         headers = request.headers

@@ -21,6 +21,7 @@ from gateway.errors import (
     ServiceUnavailable,
 )
 from gateway.metrics import Metrics
+from gateway.pacing import ClientAddresses, StartPacer
 from gateway.ratelimit.repeats import HeldAnswers
 
 log = logging.getLogger("gateway.http")
@@ -96,15 +97,24 @@ _UNGATED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class Admission:
-    """At most `limit` requests in flight; the rest get a 503 at once instead of a queue."""
+    """Each client's requests start a few per event-loop turn (pacing.py); at most `limit`
+    requests are in flight, the rest get a 503 at once instead of a queue."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        pacer: StartPacer | None = None,
+        addresses: ClientAddresses | None = None,
+    ) -> None:
         self.limit = limit
         self.in_flight = 0
+        self._pacer = pacer or StartPacer(0)
+        self._addresses = addresses or ClientAddresses([])
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in _UNGATED:
             return await _respond(request, handler)
+        await self._pacer.turn(self._addresses.of(request))
         if self.in_flight >= self.limit:
             busy = ServiceUnavailable(
                 "The gateway is at capacity; please retry shortly.", headers={"retry-after": "1"}

@@ -58,6 +58,9 @@ class ServerSettings:
     # max_concurrent_requests.
     max_in_flight_per_key: int = field(default=0, metadata=NON_NEGATIVE)
     max_in_flight_per_ip: int = field(default=0, metadata=NON_NEGATIVE)
+    # Requests of one client IP that begin in one turn of the event loop; the rest wait for the
+    # next turns, so one client's burst never fills a turn everyone else waits behind. 0: all.
+    starts_per_turn: int = field(default=1, metadata=NON_NEGATIVE)
     # Large requests are parsed and tokenised on threads, at most this many at once per key.
     offload_per_key: int = field(default=1, metadata=POSITIVE_INT)
     # Bodies of 1 MiB and more are parsed in this many separate processes (started on first
