@@ -19,8 +19,6 @@ from aiohttp import web
 from gateway.auth import Networks, client_ip, forwarded_for
 
 CLIENT_IP = web.RequestKey("client_ip", str)
-MEMO_ENTRIES = 4096
-MEMO_KEY_CHARACTERS = 256  # longer X-Forwarded-For chains are worked out each time
 
 
 class StartPacer:
@@ -71,30 +69,17 @@ class StartPacer:
 
 
 class ClientAddresses:
-    """A request's client IP (`auth.client_ip`), worked out once per request and remembered
-    for the (peer, X-Forwarded-For) pairs seen lately: parsing addresses was a tenth of a
-    refused request's cost."""
+    """A request's client IP (`auth.client_ip`), worked out once per request: pacing and the
+    handlers both need it. Not remembered across requests: whether an address was seen lately
+    would show in the time a request takes, and one tenant would learn of another's."""
 
-    def __init__(self, trusted: Networks, max_entries: int = MEMO_ENTRIES) -> None:
+    def __init__(self, trusted: Networks) -> None:
         self._trusted = trusted
-        self._max_entries = max_entries
-        self._memo: dict[tuple[str | None, str | None], str] = {}
 
     def of(self, request: web.Request) -> str:
         if CLIENT_IP in request:
             return request[CLIENT_IP]
-        peer = request.remote
         forwarded = forwarded_for(request.headers.getall("X-Forwarded-For", []))
-        ip = self._memo.get((peer, forwarded))
-        if ip is None:
-            ip = client_ip(peer, forwarded, self._trusted)
-            self._remember((peer, forwarded), ip)
+        ip = client_ip(request.remote, forwarded, self._trusted)
         request[CLIENT_IP] = ip
         return ip
-
-    def _remember(self, key: tuple[str | None, str | None], ip: str) -> None:
-        if key[1] is not None and len(key[1]) > MEMO_KEY_CHARACTERS:
-            return
-        if len(self._memo) >= self._max_entries:
-            self._memo.clear()
-        self._memo[key] = ip
