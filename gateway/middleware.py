@@ -100,16 +100,11 @@ class Admission:
     """Each client's requests start a few per event-loop turn (pacing.py); at most `limit`
     requests are in flight, the rest get a 503 at once instead of a queue."""
 
-    def __init__(
-        self,
-        limit: int,
-        pacer: StartPacer | None = None,
-        addresses: ClientAddresses | None = None,
-    ) -> None:
+    def __init__(self, limit: int, pacer: StartPacer, addresses: ClientAddresses) -> None:
         self.limit = limit
         self.in_flight = 0
-        self._pacer = pacer or StartPacer(0)
-        self._addresses = addresses or ClientAddresses([])
+        self._pacer = pacer
+        self._addresses = addresses
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in _UNGATED:

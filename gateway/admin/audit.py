@@ -14,9 +14,10 @@ import orjson
 from aiohttp import web
 
 from gateway.admin.access import require_internal
-from gateway.auth import client_ip, forwarded_for, parse_networks
+from gateway.auth import parse_networks
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.middleware import REQUEST_ID
+from gateway.pacing import ClientAddresses
 from gateway.settings import AuthSettings
 from gateway.store import StoreUnavailable
 
@@ -51,7 +52,7 @@ class Audited:
         auth_off: Callable[[], bool] = lambda: False,
     ) -> None:
         self._token = auth.internal_token.encode()
-        self._trusted = parse_networks(auth.trusted_proxies)
+        self._addresses = ClientAddresses(parse_networks(auth.trusted_proxies))
         self._subject = subject
         self._store = store
         self._auth_off = auth_off
@@ -95,5 +96,4 @@ class Audited:
         write({"audit": action, "actor": actor, self._subject: subject, "status": status})
 
     def _ip(self, request: web.Request) -> str:
-        lines = request.headers.getall("X-Forwarded-For", [])
-        return client_ip(request.remote, forwarded_for(lines), self._trusted)
+        return self._addresses.of(request)  # worked out already when the request was paced
