@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeGuard
 
 import numpy as np
-import orjson
 
 from gateway.errors import ServiceUnavailable
-from gateway.protocol import MAX_INPUTS, TokenRows
+from gateway.protocol import MAX_INPUTS, TokenRows, TooManyValues, load_json
 from gateway.tokens import MAX_TOKEN_ID
 
 log = logging.getLogger("gateway")
@@ -62,7 +61,7 @@ def scratch_folder() -> str:
 
 
 SCRATCH = scratch_folder()
-Light = dict[str, Any] | list[Any] | None  # what `lighten` hands back
+Light = dict[str, Any] | list[Any] | TooManyValues | None  # what `lighten` hands back
 Write = Callable[[bytes], object]
 # Hands a body to `write` chunk by chunk as it arrives (BodyReader.read_into).
 Upload = Callable[[Write], Awaitable[int]]
@@ -70,14 +69,14 @@ Upload = Callable[[Write], Awaitable[int]]
 
 def lighten(body: bytes) -> Light:
     """In the pool process: the body's known fields, valid token lists as `TokenRows`; None if
-    the body is not JSON, an empty list if it is JSON but not an object (validation refuses
-    both). Invalid token lists come back as just enough to fail validation with the message
-    the whole body would get: stand-ins for the valid lists before the first invalid one, and
-    that one (an out-of-range list as its lowest and highest id)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
+    the body is not JSON, `TooManyValues` if it was refused unparsed, an empty list if it is
+    JSON but not an object (validation refuses all three). Invalid token lists come back as
+    just enough to fail validation with the message the whole body would get: stand-ins for
+    the valid lists before the first invalid one, and that one (an out-of-range list as its
+    lowest and highest id)."""
+    data = load_json(body)
+    if data is None or isinstance(data, TooManyValues):
+        return data
     if not isinstance(data, dict):
         return []
     light = {name: data[name] for name in FIELDS if name in data}

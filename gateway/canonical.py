@@ -14,10 +14,8 @@ from typing import Protocol
 
 from gateway.errors import InvalidRequest, TokensPerRequestExceeded
 from gateway.keys import TEXT, TOKEN_IDS
-from gateway.protocol import EmbeddingRequest
+from gateway.protocol import MAX_TOKENS_PER_REQUEST, EmbeddingRequest
 from gateway.tokens import TokenIds
-
-MAX_TOKENS_PER_REQUEST = 300_000
 
 
 class Tokenizer(Protocol):

@@ -14,11 +14,17 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
+from gateway import jsonscan
 from gateway.catalog import Catalog, Model
-from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.errors import InvalidRequest, ModelNotFound, TokensPerRequestExceeded
 from gateway.tokens import MAX_TOKEN_ID, TokenIds
 
 MAX_INPUTS = 2048
+MAX_TOKENS_PER_REQUEST = 300_000
+# A body with more values than this is refused unparsed: no valid request comes near it, and
+# parsing makes an object of every value. Twice the token limit, so a request a little over it
+# still gets OpenAI's exact message, counted after parsing.
+MAX_JSON_VALUES = 2 * MAX_TOKENS_PER_REQUEST
 # Tokenising is the costly step before any limit can be checked, so text is capped first: 300,000
 # tokens (OpenAI's per-request maximum) rarely take more than 4 characters each.
 MAX_TOTAL_CHARACTERS = 4_000_000
@@ -47,6 +53,13 @@ class TokenRows:
 
 
 @dataclass(frozen=True, slots=True)
+class TooManyValues:
+    """A body refused before parsing: it holds at least `values` JSON values."""
+
+    values: int
+
+
+@dataclass(frozen=True, slots=True)
 class EmbeddingRequest:
     model: Model
     inputs: Sequence[str] | Sequence[TokenIds]
@@ -61,13 +74,33 @@ class EmbeddingRequest:
 
 
 def parse_embedding_request(body: bytes, catalog: Catalog) -> EmbeddingRequest:
-    return embedding_request(_json(body), catalog)
+    return embedding_request(load_json(body), catalog)
+
+
+def load_json(body: bytes) -> Any:
+    """The parsed body; None if it is not JSON; `TooManyValues` if it holds more values than
+    any valid request (for a body that is not JSON either, the count is a guess)."""
+    # Each value after the first takes a comma and a character at least: a shorter body, or
+    # one with fewer commas in all, cannot hold too many.
+    if len(body) > 2 * MAX_JSON_VALUES and body.count(b",") >= MAX_JSON_VALUES:
+        values = jsonscan.structural_commas(body) + 1
+        if values > MAX_JSON_VALUES:
+            return TooManyValues(values)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def embedding_request(data: Any, catalog: Catalog) -> EmbeddingRequest:
     """Validates a parsed body (None: it was not JSON); token lists may already be arrays."""
     if data is None:
         raise InvalidRequest(_NOT_JSON)
+    if isinstance(data, TooManyValues):
+        raise TokensPerRequestExceeded(
+            f"Requested {data.values} values or more, max {MAX_TOKENS_PER_REQUEST} tokens per "
+            "request"
+        )
     if not isinstance(data, dict):
         raise InvalidRequest("Invalid request body: expected a JSON object.")
     model = _model(data.get("model"), catalog)
@@ -80,13 +113,6 @@ def embedding_request(data: Any, catalog: Catalog) -> EmbeddingRequest:
         dimensions=_dimensions(data.get("dimensions"), model),
         user=_user(data.get("user")),
     )
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _model(value: Any, catalog: Catalog) -> Model:

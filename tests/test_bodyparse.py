@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import orjson
@@ -21,8 +21,9 @@ from gateway.bodyparse import (
     scratch_writer,
 )
 from gateway.catalog import Catalog
-from gateway.errors import GatewayError, ServiceUnavailable
+from gateway.errors import GatewayError, ServiceUnavailable, TokensPerRequestExceeded
 from gateway.protocol import (
+    MAX_JSON_VALUES,
     EmbeddingRequest,
     TokenRows,
     embedding_request,
@@ -80,6 +81,38 @@ def test_a_body_parsed_elsewhere_validates_as_one_parsed_here(body: bytes) -> No
     here = outcome(lambda: parse_embedding_request(body, CATALOG))
     elsewhere = outcome(lambda: embedding_request(lighten(body), CATALOG))
     assert elsewhere == here
+
+
+def parse_elsewhere(body: bytes, catalog: Catalog) -> EmbeddingRequest:
+    return embedding_request(lighten(body), catalog)
+
+
+def over_the_value_limit(tail: bytes = b"}") -> bytes:
+    rows = [[1] * 3000] * (MAX_JSON_VALUES // 3000 + 1)
+    return b'{"model":"text-embedding-3-small","input":' + orjson.dumps(rows) + tail
+
+
+@pytest.mark.parametrize("parse", [parse_embedding_request, parse_elsewhere])
+def test_a_body_of_more_values_than_any_request_is_refused_before_parsing(
+    parse: Callable[[bytes, Catalog], EmbeddingRequest],
+) -> None:
+    body = over_the_value_limit(tail=b",not json")  # a parser would have stopped at the tail
+    with pytest.raises(TokensPerRequestExceeded) as refused:
+        parse(body, CATALOG)
+    values = body.count(b",") + 1  # no string here holds a comma
+    assert refused.value.message == (
+        f"Requested {values} values or more, max 300000 tokens per request"
+    )
+    assert (refused.value.status, refused.value.code) == (400, "max_tokens_per_request")
+
+
+@pytest.mark.parametrize("parse", [parse_embedding_request, parse_elsewhere])
+def test_commas_inside_strings_are_no_values(
+    parse: Callable[[bytes, Catalog], EmbeddingRequest],
+) -> None:
+    text = "a," * MAX_JSON_VALUES
+    body = orjson.dumps({"model": SMALL, "input": [text, "b"]})
+    assert parse(body, CATALOG).inputs == [text, "b"]
 
 
 def test_valid_token_lists_come_back_as_one_four_byte_buffer() -> None:
@@ -188,3 +221,11 @@ def test_a_large_token_body_is_embedded_with_its_own_tokens(gateway: Stack) -> N
     assert len(response.json()["data"]) == 48
     sent = [item for call in gateway.upstream.requests for item in call["input"]]
     assert sorted(map(tuple, sent)) == sorted(map(tuple, tokens))
+
+
+def test_a_body_of_too_many_values_is_refused_without_an_upstream_call(gateway: Stack) -> None:
+    calls = len(gateway.upstream.requests)
+    response = httpx.post(f"{gateway.base_url}/embeddings", content=over_the_value_limit())
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "max_tokens_per_request"
+    assert len(gateway.upstream.requests) == calls
