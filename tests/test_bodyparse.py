@@ -17,6 +17,7 @@ from gateway.bodyparse import (
     SHARED_MEMORY_AT_LEAST,
     ParsePool,
     lighten,
+    lighten_file,
     scratch_folder,
     scratch_writer,
 )
@@ -133,6 +134,18 @@ def test_of_invalid_lists_only_the_first_invalid_one_comes_back() -> None:
 def test_fields_validation_never_reads_are_left_behind() -> None:
     light = lighten(b'{"model":"m","input":"x","padding":[1,2,3]}')
     assert light == {"model": "m", "input": "x"}
+
+
+@pytest.mark.parametrize(
+    ("body", "left"), [(b'{"model":"m","input":"x"}', 0), (b'{"model":"m","input":[5,6]}', 8)]
+)
+def test_the_pool_process_frees_the_body_it_read(body: bytes, left: int) -> None:
+    """The serving process's unlink then frees only what the pool process wrote back."""
+    with tempfile.NamedTemporaryFile(dir=SCRATCH) as scratch:
+        scratch.write(body)
+        scratch.flush()
+        lighten_file(scratch.name)
+        assert os.path.getsize(scratch.name) == left
 
 
 def test_the_pool_process_parses_a_body() -> None:
