@@ -29,8 +29,9 @@ from typing import Any, BinaryIO, TypeGuard
 
 import numpy as np
 
+from gateway import tokenscan
 from gateway.errors import ServiceUnavailable
-from gateway.protocol import MAX_INPUTS, TokenRows, TooManyValues, load_json
+from gateway.protocol import MAX_INPUTS, TokenRows, TooManyValues, parse_json, too_many_values
 from gateway.tokens import MAX_TOKEN_ID
 
 log = logging.getLogger("gateway")
@@ -74,12 +75,18 @@ def lighten(body: bytes) -> Light:
     just enough to fail validation with the message the whole body would get: stand-ins for
     the valid lists before the first invalid one, and that one (an out-of-range list as its
     lowest and highest id)."""
-    data = load_json(body)
-    if data is None or isinstance(data, TooManyValues):
-        return data
+    refused = too_many_values(body)
+    if refused is not None:
+        return refused
+    scanned = tokenscan.scan(body)
+    if scanned is not None:
+        return _known(scanned.fields) | {"input": _scanned_lists(scanned)}
+    data = parse_json(body)
+    if data is None:
+        return None
     if not isinstance(data, dict):
         return []
-    light = {name: data[name] for name in FIELDS if name in data}
+    light = _known(data)
     raw = light.get("input")
     if isinstance(raw, list) and raw and type(raw[0]) is int:
         light["input"] = _one_list(raw)
@@ -148,8 +155,31 @@ def scratch_writer(scratch: BinaryIO) -> Write:
     return write
 
 
+def _known(data: dict[str, Any]) -> dict[str, Any]:
+    return {name: data[name] for name in FIELDS if name in data}
+
+
+def _scanned_lists(scanned: tokenscan.ScannedTokens) -> TokenRows | np.ndarray | list[Any]:
+    """What `_one_list` or `_lists` make of the same lists, from `tokenscan`'s arrays (their
+    ids are never negative)."""
+    ids, lengths = scanned.ids, scanned.lengths
+    if scanned.single:
+        return _single(ids if int(ids.max()) > MAX_TOKEN_ID else ids.astype("<u4"))
+    if len(lengths) > MAX_INPUTS:
+        return [VALID_ITEM] * len(lengths)
+    too_high = np.flatnonzero(ids > MAX_TOKEN_ID)
+    if not too_high.size:
+        return TokenRows(ids.astype("<u4"), lengths)
+    ends = np.cumsum(lengths)
+    row = int(np.searchsorted(ends, too_high[0], side="right"))
+    return [VALID_ITEM] * row + [_evidence(ids[ends[row] - lengths[row] : ends[row]])]
+
+
 def _one_list(raw: list[Any]) -> TokenRows | np.ndarray | list[Any]:
-    ids = _ids(raw)
+    return _single(_ids(raw))
+
+
+def _single(ids: np.ndarray | list[Any]) -> TokenRows | np.ndarray | list[Any]:
     if _valid(ids):
         return TokenRows(ids, np.array([len(ids)]), single=True)
     return _evidence(ids)

@@ -80,12 +80,21 @@ def parse_embedding_request(body: bytes, catalog: Catalog) -> EmbeddingRequest:
 def load_json(body: bytes) -> Any:
     """The parsed body; None if it is not JSON; `TooManyValues` if it holds more values than
     any valid request (for a body that is not JSON either, the count is a guess)."""
+    return too_many_values(body) or parse_json(body)
+
+
+def too_many_values(body: bytes) -> TooManyValues | None:
     # Each value after the first takes a comma and a character at least: a shorter body, or
     # one with fewer commas in all, cannot hold too many.
     if len(body) > 2 * MAX_JSON_VALUES and body.count(b",") >= MAX_JSON_VALUES:
         values = jsonscan.structural_commas(body) + 1
         if values > MAX_JSON_VALUES:
             return TooManyValues(values)
+    return None
+
+
+def parse_json(body: bytes) -> Any:
+    """The parsed body, or None if it is not JSON."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -7,6 +7,8 @@ import sys
 
 PURE = [
     "gateway.protocol",
+    "gateway.jsonscan",
+    "gateway.tokenscan",
     "gateway.keys",
     "gateway.codec",
     "gateway.storage_formats",
