@@ -1,6 +1,6 @@
 """A bounded share of the process per tenant: in-flight requests per key and per IP, CPU-heavy
-work on threads per key, and a minimum upload rate, so one tenant's slow or heavy requests
-can never take what another needs."""
+work on threads per key, a minimum upload rate per body and a maximum one per tenant, so one
+tenant's slow or heavy requests can never take what another needs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 SLOW_BODY = "The request body arrived too slowly."
 LATE_BODY = "The request body did not arrive in time."
-RATE_BURST_SECONDS = 0.125  # of max_rate that arrives without waiting
+BURST_BYTES = 4 * 1024 * 1024  # of a tenant's bodies that arrive without waiting
+IDLE_SWEEP = 256  # tenants remembered before those no longer paced are forgotten
 GRACE_SPREAD = 0.5  # each body's grace is 1 to 1.5 times the setting
 
 
@@ -122,11 +123,41 @@ class OffLoop:
                 del self._gates[tenant]
 
 
+class UploadPace:
+    """Each tenant's request bodies, all of them together, arrive no faster than `rate`
+    bytes/s beyond `burst` bytes at once (a cell-rate algorithm): one tenant sending body
+    after body cannot fill the event loop, nor the parse process, that every tenant shares,
+    while a large request now and then is never slowed. 0: no cap."""
+
+    def __init__(self, rate: float, burst: int = BURST_BYTES) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._paid_until: dict[str, float] = {}
+
+    def wait(self, tenant: str, size: int, now: float) -> float:
+        """Seconds the tenant's next bytes wait, now that `size` more have arrived."""
+        if self.rate <= 0:
+            return 0.0
+        if len(self._paid_until) > IDLE_SWEEP:
+            self._forget_idle(now)
+        paid_until = max(self._paid_until.get(tenant, now), now) + size / self.rate
+        self._paid_until[tenant] = paid_until
+        return max(0.0, paid_until - now - self.burst / self.rate)
+
+    def settle(self, tenant: str, now: float) -> None:
+        """After a body: a tenant whose bytes are all paid for leaves no entry behind."""
+        if self._paid_until.get(tenant, now) <= now:
+            self._paid_until.pop(tenant, None)
+
+    def _forget_idle(self, now: float) -> None:
+        for tenant in [t for t, until in self._paid_until.items() if until <= now]:
+            del self._paid_until[tenant]
+
+
 class BodyReader:
     """Reads a request body, cutting it off (408) as soon as it falls behind `min_rate` bytes/s
-    after a `grace` period, and at `timeout` in any case; and, beyond its first eighth of a
-    second's worth, no faster than `max_rate` bytes/s (0: as fast as it comes): 31 MB over
-    loopback took the event loop for 40 ms at a time.
+    after a `grace` period, and at `timeout` in any case; and no faster than its tenant's
+    `UploadPace` allows (31 MB over loopback took the event loop for 40 ms at a time).
 
     Each body's grace is stretched by a random factor (`spread`): a hundred slow bodies opened
     at once (or paced by their sender to fall behind together) would otherwise all be cut off
@@ -146,45 +177,50 @@ class BodyReader:
         self.min_rate = min_rate
         self.grace = grace
         self.timeout = timeout
-        self.max_rate = max_rate
+        self.pace = UploadPace(max_rate)
         self._spread = spread
 
-    async def read(self, request: web.Request) -> bytes:
+    async def read(self, request: web.Request, tenant: str) -> bytes:
         if request.content_length is not None and request.content_length > self.max_bytes:
             raise PayloadTooLarge("The request body is too large.")
-        if request.content.is_eof():  # already all here: no timer needed
-            return await request.read()
+        if request.content.is_eof():  # already all here: no timer needed, only its pace
+            body = await request.read()
+            await self._paced(tenant, len(body))
+            return body
         chunks: list[bytes] = []
-        await self._read_paced(request, chunks.append)
+        await self._read_paced(request, tenant, chunks.append)
         return b"".join(chunks)
 
-    async def read_into(self, request: web.Request, write: Callable[[bytes], object]) -> int:
+    async def read_into(
+        self, request: web.Request, tenant: str, write: Callable[[bytes], object]
+    ) -> int:
         """The body handed to `write` chunk by chunk as it arrives (never held whole here);
         its size."""
         if request.content_length is not None and request.content_length > self.max_bytes:
             raise PayloadTooLarge("The request body is too large.")
-        return await self._read_paced(request, write)
+        return await self._read_paced(request, tenant, write)
 
-    async def _read_paced(self, request: web.Request, write: Callable[[bytes], object]) -> int:
+    async def _read_paced(
+        self, request: web.Request, tenant: str, write: Callable[[bytes], object]
+    ) -> int:
         loop = asyncio.get_running_loop()
         started, size, grace = loop.time(), 0, self.grace * self._spread()
-        while True:
-            chunk = await self._next_chunk(request, started, grace, size)
-            if not chunk:
-                return size
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise PayloadTooLarge("The request body is too large.")
-            write(chunk)
-            if (ahead := self.due(started, size) - loop.time()) > 0:
-                await asyncio.sleep(ahead)  # the rest waits in TCP's flow control meanwhile
+        try:
+            while True:
+                chunk = await self._next_chunk(request, started, grace, size)
+                if not chunk:
+                    return size
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise PayloadTooLarge("The request body is too large.")
+                write(chunk)
+                await self._paced(tenant, len(chunk))  # the rest waits in TCP's flow control
+        finally:
+            self.pace.settle(tenant, loop.time())
 
-    def due(self, started: float, size: int) -> float:
-        """When `size` bytes may have arrived: the first eighth of a second's worth at once (a
-        body of a few megabytes is never slowed), the rest at `max_rate`."""
-        if self.max_rate <= 0:
-            return started
-        return started + max(0.0, size / self.max_rate - RATE_BURST_SECONDS)
+    async def _paced(self, tenant: str, size: int) -> None:
+        if (ahead := self.pace.wait(tenant, size, asyncio.get_running_loop().time())) > 0:
+            await asyncio.sleep(ahead)
 
     def cutoff(self, started: float, grace: float, size: int) -> tuple[float, str]:
         """When a body that has sent `size` bytes is cut off, and why."""

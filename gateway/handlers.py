@@ -144,15 +144,15 @@ class Handlers:
         """A body announced as large is read and parsed in one of its tenant's turns for heavy
         work: a tenant sending several at once has them arrive one after another (the rest wait
         in TCP's flow control), so the event loop never carries many of its uploads at once."""
-        length = request.content_length or 0
+        length, tenant = request.content_length or 0, caller.principal.key_id
         if length < OFF_LOOP_BYTES:
-            return await self._parse(caller, await self.body_reader.read(request))
-        async with self.offload.turn(caller.principal.key_id):
+            return await self._parse(caller, await self.body_reader.read(request, tenant))
+        async with self.offload.turn(tenant):
             if length >= OUT_OF_PROCESS_BYTES and self.offload.parser.enabled:
-                upload = functools.partial(self.body_reader.read_into, request)
+                upload = functools.partial(self.body_reader.read_into, request, tenant)
                 data = await self.offload.parse_upload_elsewhere(upload)
                 return protocol.embedding_request(data, self.catalog)
-            return await self._parse_large(await self.body_reader.read(request))
+            return await self._parse_large(await self.body_reader.read(request, tenant))
 
     async def _parse(self, caller: Caller, body: bytes) -> protocol.EmbeddingRequest:
         if len(body) < OFF_LOOP_BYTES:

@@ -71,10 +71,10 @@ class ServerSettings:
     # 408 at once; 0 turns the check off (body_timeout still applies).
     min_body_rate: float = field(default=4096.0, metadata=NON_NEGATIVE)
     body_grace: float = field(default=2.0, metadata=NON_NEGATIVE)
-    # Beyond its first eighth of a second's worth (4 MiB), a body is read no faster than this
-    # many bytes/s (the rest waits in TCP's flow control), so one upload over a fast link cannot
-    # fill the event loop every tenant shares; 0: no cap.
-    max_body_rate: float = field(default=32 * 1024 * 1024, metadata=NON_NEGATIVE)
+    # A tenant's request bodies, all together, are read no faster than this many bytes/s
+    # beyond 4 MiB at once (the rest waits in TCP's flow control), so one tenant's uploads
+    # cannot fill the event loop or the parse process; 0: no cap.
+    max_body_rate: float = field(default=8 * 1024 * 1024, metadata=NON_NEGATIVE)
     # A connection that has not sent a whole request head this long after it opened (or after
     # its last response) is closed: idle and half-written connections hold nothing for long.
     header_timeout: float = field(default=15.0, metadata=POSITIVE)

@@ -22,7 +22,7 @@ import tiktoken
 from gateway.auth import client_ip, forwarded_for, parse_networks
 from gateway.canonical import MAX_TOKEN_BYTES, check_text_lengths
 from gateway.errors import InvalidRequest, RateLimited
-from gateway.fairshare import BodyReader, InFlight, OffLoop, share_of
+from gateway.fairshare import BURST_BYTES, IDLE_SWEEP, InFlight, OffLoop, UploadPace, share_of
 from gateway.quota import per_worker
 from gateway.settings import Settings, hash_key, parse
 from tests.support.background import BackgroundLoop
@@ -279,21 +279,54 @@ def test_one_tenants_large_bodies_are_read_one_after_another(loop: BackgroundLoo
 
 def test_a_body_is_read_no_faster_than_the_maximum_rate(loop: BackgroundLoop) -> None:
     stack = gateway(loop, server={"max_body_rate": 2_000_000})
-    body = b'{"model":"text-embedding-3-small","input":"' + b"word " * 240_000 + b'"}'
+    body = b'{"model":"text-embedding-3-small","input":"' + b"word " * 1_100_000 + b'"}'
     try:
         started = time.perf_counter()
         response = post(stack, VICTIM, body)
         took = time.perf_counter() - started
         assert response.status_code == 400  # read whole: too long for the model
-        assert took >= len(body) / 2_000_000 - 0.125 - 0.05  # 1.2 MB at 2 MB/s, after 250 KB
+        assert took >= (len(body) - BURST_BYTES) / 2_000_000 - 0.05  # 5.5 MB: 1.3 MB paced
     finally:
         stack.close()
 
 
 def test_a_body_of_a_few_megabytes_is_never_slowed_by_the_maximum_rate() -> None:
-    reader = BodyReader(max_bytes=2**30, min_rate=0, grace=0, timeout=60, max_rate=8_000_000)
-    assert reader.due(10.0, 1_000_000) == 10.0  # an eighth of a second's worth: at once
-    assert reader.due(10.0, 9_000_000) == 11.0  # the rest at 8 MB/s
+    pace = UploadPace(8_000_000)
+    assert pace.wait("attacker", 4_000_000, now=10.0) == 0.0
+
+
+def test_beyond_its_burst_a_tenant_is_read_at_the_maximum_rate() -> None:
+    pace = UploadPace(8_000_000, burst=1_000_000)
+    assert pace.wait("attacker", 1_000_000, now=10.0) == 0.0
+    assert pace.wait("attacker", 8_000_000, now=10.0) == 1.0
+
+
+def test_one_tenants_bodies_share_one_maximum_rate() -> None:
+    pace = UploadPace(8_000_000, burst=1_000_000)
+    pace.wait("attacker", 9_000_000, now=10.0)  # paid for until 11.125
+    pace.settle("attacker", now=11.0)
+    assert pace.wait("attacker", 1_000_000, now=11.0) == 0.125  # no fresh burst per body
+
+
+def test_one_tenants_uploads_never_slow_another() -> None:
+    pace = UploadPace(8_000_000)
+    pace.wait("attacker", 9_000_000, now=10.0)
+    assert pace.wait("victim", 1_000_000, now=10.0) == 0.0
+
+
+def test_a_tenant_whose_bytes_are_paid_for_leaves_no_entry_behind() -> None:
+    pace = UploadPace(8_000_000)
+    pace.wait("victim", 1_000_000, now=10.0)
+    pace.settle("victim", now=10.2)
+    assert pace._paid_until == {}
+
+
+def test_tenants_no_longer_paced_are_forgotten_when_many_are_remembered() -> None:
+    pace = UploadPace(8_000_000)
+    for tenant in range(IDLE_SWEEP + 1):
+        pace.wait(f"key-{tenant}", 8_000_000, now=10.0)  # left unsettled, paid until 11
+    pace.wait("victim", 1_000, now=12.0)
+    assert list(pace._paid_until) == ["victim"]
 
 
 def test_a_client_that_leaves_mid_body_is_no_server_error(
