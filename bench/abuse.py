@@ -7,6 +7,7 @@ phase's length, on loopback only.
     huge       the attacker (0.2 req/s) sends 4M-character inputs, 4 at a time
     401s       8 loops of wrong keys from the attacker's IP (5 req/s per IP)
     tokens     the attacker sends 31.5 MB token-array bodies, 4 at a time (peak RSS growth)
+    parsed     the attacker sends the largest token-array bodies still parsed (3 MB), 4 at a time
     stall      Redis SIGSTOPped for the middle third (p50 in the stall against quiet)
     evict      Redis at maxmemory 4 MB, volatile-lru, under 16 new vectors per request
 """
@@ -47,6 +48,7 @@ from bench.faults import (
 )
 from bench.faults import wrong_vectors as wrong_in
 from gateway.app import build_app
+from gateway.protocol import MAX_JSON_VALUES
 from gateway.settings import hash_key, parse
 from tests.support.background import BackgroundLoop
 from tests.support.fake_upstream import FakeUpstream
@@ -182,6 +184,12 @@ def token_body() -> bytes:
     return orjson.dumps({"model": MODEL, "input": [row] * 2048})
 
 
+def parsed_token_body() -> bytes:
+    """The most token ids a body may hold and still be parsed (`protocol.MAX_JSON_VALUES`)."""
+    row = list(range(1000, 4000))
+    return orjson.dumps({"model": MODEL, "input": [row] * (MAX_JSON_VALUES // 3000 - 1)})
+
+
 async def slow_bodies(url: str, stop: float, seen: collections.Counter[str]) -> None:
     port = urlsplit(url).port or 80
     head = (
@@ -295,6 +303,7 @@ ATTACKS: dict[str, Attack] = {
     "huge": looping(huge_body, ATTACKER, 4),
     "401s": looping(wrong_key_body, "sk-wrong", 8),
     "tokens": looping(token_body, ATTACKER, 4),
+    "parsed": looping(parsed_token_body, ATTACKER, 4),
 }
 PHASES = [
     AbusePhase("quiet", "the victim alone"),
@@ -307,6 +316,7 @@ PHASES = [
     ),
     AbusePhase("401s", "wrong keys, 8 loops (100 req/s per IP)", "401s"),
     AbusePhase("tokens", "31 MB token-array bodies, 4 at once", "tokens"),
+    AbusePhase("parsed", "3 MB token-array bodies, 4 at once", "parsed"),
 ]
 
 
