@@ -81,6 +81,11 @@ def lighten(body: bytes) -> Light:
     scanned = tokenscan.scan(body)
     if scanned is not None:
         return _known(scanned.fields) | {"input": _scanned_lists(scanned)}
+    return parsed_light(body)
+
+
+def parsed_light(body: bytes) -> Light:
+    """`lighten` by the JSON parser: for a body `tokenscan` declined."""
     data = parse_json(body)
     if data is None:
         return None
