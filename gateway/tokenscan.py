@@ -131,7 +131,7 @@ def _read_lists(span: bytes) -> tuple[np.ndarray, np.ndarray, bool] | None:
         return None
     if single:
         return ids, np.array([ids.size], np.int64), True
-    return ids, _list_lengths(compact, marked[found == AFTER_LIST]), False
+    return ids, _list_lengths(kinds, marked[found == AFTER_LIST]), False
 
 
 def _without_spaces(span: bytes) -> bytes | None:
@@ -167,12 +167,13 @@ def _lists_of_lists(pairs: int, marked: np.ndarray, found: np.ndarray) -> bool:
     return np.array_equal(marked[found == AFTER_LIST] + 1, marked[found == NEXT_LIST])
 
 
-def _list_lengths(compact: bytes, after_list: np.ndarray) -> np.ndarray:
-    """Each inner list's ids: the commas between its brackets, plus one."""
-    starts = [1, *(after_list + 2).tolist()]
-    ends = [*after_list.tolist(), len(compact) - 1]
-    commas = [compact.count(b",", start, end) for start, end in zip(starts, ends, strict=True)]
-    return np.array(commas, np.int64) + 1
+def _list_lengths(kinds: np.ndarray, after_list: np.ndarray) -> np.ndarray:
+    """Each inner list's ids: the commas before its "]", less those before the list and the
+    one that separates it from the list before, plus one."""
+    ends = np.append(after_list, len(kinds) - 2)
+    commas = np.searchsorted(np.flatnonzero(kinds == COMMA), ends)
+    separators = np.arange(len(ends)) > 0
+    return (np.diff(commas, prepend=0) - separators + 1).astype(np.int64)
 
 
 def _other_fields(body: bytes, start: int, end: int) -> dict[str, Any] | None:

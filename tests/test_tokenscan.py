@@ -131,3 +131,10 @@ def test_a_large_body_of_ids_is_read_as_int64() -> None:
     assert scanned is not None
     assert np.array_equal(scanned.ids, ids)
     assert scanned.lengths.tolist() == [3000] * 100
+
+
+def test_each_of_many_lists_is_counted() -> None:
+    lists = [[index % 7] * (index % 3 + 1) for index in range(5000)]
+    scanned = scan(orjson.dumps({"model": "m", "input": lists}))
+    assert scanned is not None
+    assert scanned.lengths.tolist() == [len(ids) for ids in lists]
